@@ -1,0 +1,84 @@
+//! Runtime configuration. In Lambda@Edge it comes from `config.json` beside the
+//! executable (no environment variables there); elsewhere from flags and environment.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::transform::Limits;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Only for tests against a local S3 server; `AWS_ENDPOINT_URL` works too.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+fn default_max_pixels() -> u64 {
+    Limits::default().max_pixels
+}
+fn default_max_bytes() -> u64 {
+    Limits::default().max_bytes
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_pixels: self.max_pixels,
+            max_bytes: self.max_bytes,
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_example_parses_and_defaults_fill_in() {
+        let c: Config = serde_json::from_str(
+            r#"{"bucket": "my-image-bucket-2025", "region": "us-east-1", "endpoint_url": null,
+                "max_pixels": 50000000, "max_bytes": 33554432}"#,
+        )
+        .unwrap();
+        assert_eq!(c.limits(), Limits::default());
+        let c: Config = serde_json::from_str(r#"{"bucket": "b"}"#).unwrap();
+        assert_eq!(c.region, "us-east-1");
+        assert_eq!(c.limits(), Limits::default());
+    }
+}

@@ -1,0 +1,178 @@
+//! One error type for the whole request path. Every error knows its HTTP status, its
+//! public JSON body and how long an edge may cache it (DESIGN.md §3), so the layers that
+//! answer viewers (CloudFront responses, `edge serve`) never need to know where it came from.
+
+use serde::Serialize;
+
+/// What went wrong, as the public `error` code of the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    InvalidKey,
+    InvalidParameter,
+    NotFound,
+    UnsupportedImage,
+    ImageTooLarge,
+    StoreError,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidKey | ErrorKind::InvalidParameter => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::UnsupportedImage => 415,
+            ErrorKind::ImageTooLarge => 422,
+            ErrorKind::StoreError => 502,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// Client errors are cached briefly so a bad URL cannot hammer the origin;
+    /// failures of ours must never be cached.
+    pub fn cache_control(self) -> &'static str {
+        match self.status() {
+            400..=499 => "public, max-age=60",
+            _ => "no-store",
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidKey => "invalid_key",
+            ErrorKind::InvalidParameter => "invalid_parameter",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::UnsupportedImage => "unsupported_image",
+            ErrorKind::ImageTooLarge => "image_too_large",
+            ErrorKind::StoreError => "store_error",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// A request-path error: a kind, the parameter it is about (if any) and a public message.
+/// The message is shown to viewers, so it says what was wrong and what is allowed, and
+/// never carries internal detail such as paths or stack traces.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub param: Option<String>,
+    pub message: String,
+}
+
+/// The JSON body of an error response:
+/// `{"status":400,"error":"invalid_parameter","param":"w","message":"…"}`.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    status: u16,
+    error: ErrorKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'a str>,
+    message: &'a str,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            param: None,
+            message: message.into(),
+        }
+    }
+
+    /// A 400 about one query parameter.
+    pub fn invalid_parameter(param: &str, message: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::InvalidParameter,
+            param: Some(param.to_string()),
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_key(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidKey, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn unsupported_image(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::UnsupportedImage, message)
+    }
+
+    pub fn image_too_large(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::ImageTooLarge, message)
+    }
+
+    pub fn store(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::StoreError, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    pub fn cache_control(&self) -> &'static str {
+        self.kind.cache_control()
+    }
+
+    /// The public JSON body, compact, one line.
+    pub fn to_json(&self) -> String {
+        let body = ErrorBody {
+            status: self.status(),
+            error: self.kind,
+            param: self.param.as_deref(),
+            message: &self.message,
+        };
+        serde_json::to_string(&body).expect("error body serialises")
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_cache_follow_the_design_table() {
+        let cases = [
+            (ErrorKind::InvalidKey, 400, "public, max-age=60"),
+            (ErrorKind::InvalidParameter, 400, "public, max-age=60"),
+            (ErrorKind::NotFound, 404, "public, max-age=60"),
+            (ErrorKind::UnsupportedImage, 415, "public, max-age=60"),
+            (ErrorKind::ImageTooLarge, 422, "public, max-age=60"),
+            (ErrorKind::StoreError, 502, "no-store"),
+            (ErrorKind::Internal, 500, "no-store"),
+        ];
+        for (kind, status, cache) in cases {
+            assert_eq!(kind.status(), status, "{kind:?}");
+            assert_eq!(kind.cache_control(), cache, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn json_body_names_status_code_param_and_message() {
+        let e = Error::invalid_parameter("w", "w must be an integer from 1 to 8192, got \"0\"");
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(v["status"], 400);
+        assert_eq!(v["error"], "invalid_parameter");
+        assert_eq!(v["param"], "w");
+        assert_eq!(
+            v["message"],
+            "w must be an integer from 1 to 8192, got \"0\""
+        );
+
+        let v: serde_json::Value =
+            serde_json::from_str(&Error::not_found("no master").to_json()).unwrap();
+        assert_eq!(v["error"], "not_found");
+        assert!(v.get("param").is_none());
+    }
+}

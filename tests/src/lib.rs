@@ -1,0 +1,115 @@
+//! Test kit for the end-to-end tests: real servers on loopback, real binaries.
+//!
+//! - [`MotoServer`]: moto's S3-protocol server (from PyPI; `./scripts/test` installs it and
+//!   puts `moto_server` on PATH), one per test process, killed on drop.
+//! - [`bin_path`]: the workspace binaries built by `cargo build --workspace --bins`.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Path of a binary of this workspace (`edge`, `bootstrap`, `generator`), next to the
+/// test executable's `deps/` directory.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (./scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// moto's S3-protocol server on a free loopback port.
+pub struct MotoServer {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl MotoServer {
+    /// Start `moto_server` (or `$MOTO_SERVER`) and wait until it answers.
+    pub fn start() -> MotoServer {
+        Self::start_on(free_port())
+    }
+
+    /// Start on a given port (used to restart a stopped server at the same endpoint).
+    pub fn start_on(port: u16) -> MotoServer {
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {program}: {e}; install it with `pip install 'moto[server]'` \
+                     or run ./scripts/test, which does"
+                )
+            });
+        let server = MotoServer {
+            child: Some(child),
+            port,
+        };
+        assert!(
+            wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(20)
+            ),
+            "moto_server did not start on port {port}"
+        );
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop the server (for fault tests); `start_on(self.port)` brings one back.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Environment for AWS SDK clients pointed at a local server (fake credentials).
+pub fn local_aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ]
+}
