@@ -34,7 +34,12 @@ impl Store for FsStore {
         let _ = key;
         todo!()
     }
-    async fn put(&self, key: &str, body: Bytes, opts: PutOptions) -> Result<PutOutcome, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: PutOptions,
+    ) -> Result<PutOutcome, StoreError> {
         let _ = (key, body, opts);
         todo!()
     }

@@ -15,7 +15,11 @@ pub struct S3Store {
 
 impl S3Store {
     /// Wrap a client built once per process.
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> S3Store {
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> S3Store {
         S3Store {
             client,
             bucket: bucket.into(),
@@ -46,7 +50,12 @@ impl Store for S3Store {
         let _ = key;
         todo!()
     }
-    async fn put(&self, key: &str, body: Bytes, opts: PutOptions) -> Result<PutOutcome, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: PutOptions,
+    ) -> Result<PutOutcome, StoreError> {
         let _ = (key, body, opts);
         todo!()
     }
