@@ -16,6 +16,7 @@ pub mod cloudfront;
 pub mod config;
 pub mod error;
 pub mod key;
+pub mod local;
 pub mod service;
 pub mod spec;
 pub mod store;

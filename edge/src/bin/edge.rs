@@ -1,1 +1,164 @@
-fn main() {}
+//! `edge`: the local CloudFront emulator (`serve`) and the pipeline on a file (`transform`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use edge::local::{self, ServeOptions, StoreLocation};
+use edge::service::Origin;
+use edge::transform::Limits;
+
+#[derive(Parser)]
+#[command(
+    name = "edge",
+    version,
+    about = "imgedge on one machine: URL → variant → bucket → cache"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a bucket through the local CloudFront emulator.
+    Serve(ServeArgs),
+    /// Render one variant of an image file.
+    Transform(TransformArgs),
+}
+
+#[derive(Args)]
+struct LimitArgs {
+    /// Largest master in pixels (width × height), read from the header.
+    #[arg(long, env = "IMGEDGE_MAX_PIXELS", default_value_t = Limits::default().max_pixels)]
+    max_pixels: u64,
+    /// Largest master in bytes.
+    #[arg(long, env = "IMGEDGE_MAX_BYTES", default_value_t = Limits::default().max_bytes)]
+    max_bytes: u64,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "IMGEDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A directory (seeded with samples when empty) or s3://bucket[/prefix].
+    #[arg(long, env = "IMGEDGE_STORE", default_value = "./.imgedge/bucket")]
+    store: StoreLocation,
+    /// Size bound of the in-memory edge cache.
+    #[arg(long, env = "IMGEDGE_CACHE_BYTES", default_value_t = ServeOptions::default().cache_bytes)]
+    cache_bytes: u64,
+    /// Do not put sample masters into an empty directory store.
+    #[arg(long, env = "IMGEDGE_NO_SEED")]
+    no_seed: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct TransformArgs {
+    /// The master image (png, jpg, jpeg or webp; the format comes from the extension).
+    input: PathBuf,
+    /// The URL query, e.g. 'w=512&fmt=webp'.
+    #[arg(long, default_value = "")]
+    query: String,
+    /// An Accept header, for fmt=auto.
+    #[arg(long)]
+    accept: Option<String>,
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_pixels: self.max_pixels,
+            max_bytes: self.max_bytes,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Transform(args) => transform(args),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = args.store.open().await.context("cannot open the store")?;
+    if matches!(args.store, StoreLocation::Fs(_)) && !args.no_seed {
+        let seeded = local::seed_if_empty(&*store, &local::today_utc()).await?;
+        if !seeded.is_empty() {
+            println!(
+                "seeded {} sample masters into {}",
+                seeded.len(),
+                store.describe()
+            );
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    println!("imgedge edge serving {} on {base}/", store.describe());
+    if let Ok(keys) = store.list("").await {
+        if let Some(first) = local::masters(&keys).first() {
+            let path = local::key_to_path(first);
+            for query in [
+                "",
+                "?w=512&fmt=webp",
+                "?w=800&h=450&fmt=jpeg&q=70",
+                "?w=320&dpr=2&fmt=auto",
+            ] {
+                println!("  {base}{path}{query}");
+            }
+        }
+    }
+    let origin = Arc::new(Origin::new(store, args.limits.limits()));
+    let options = ServeOptions {
+        cache_bytes: args.cache_bytes,
+    };
+    local::serve(listener, origin, options, local::shutdown_signal()).await?;
+    println!("imgedge edge stopped");
+    Ok(())
+}
+
+fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
+    let master = std::fs::read(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let extension = args
+        .input
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    match local::transform_file(
+        &master,
+        extension,
+        &args.query,
+        args.accept.as_deref(),
+        &args.limits.limits(),
+    ) {
+        Ok(bytes) => {
+            std::fs::write(&args.output, bytes)
+                .with_context(|| format!("cannot write {}", args.output.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}", e.to_json());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

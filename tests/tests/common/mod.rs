@@ -1,0 +1,342 @@
+//! Shared by the `edge serve` end-to-end tests: the real binary on a free port over a
+//! temporary store directory, HTTP helpers (reqwest, and raw TCP for request targets a
+//! client library would normalise), and masters made in the test.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use imgedge_tests::{bin_path, free_port, wait_for_port};
+
+/// A running `edge serve`; killed on drop.
+pub struct EdgeServer {
+    child: Child,
+    pub port: u16,
+    pub store: PathBuf,
+    client: reqwest::blocking::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("")
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    pub fn image(&self) -> image::DynamicImage {
+        image::load_from_memory(&self.body).expect("body decodes as an image")
+    }
+    pub fn dimensions(&self) -> (u32, u32) {
+        let img = self.image();
+        (img.width(), img.height())
+    }
+}
+
+impl EdgeServer {
+    /// `edge serve` over `store` without seeding, plus `args`.
+    pub fn start(store: &Path, args: &[&str]) -> EdgeServer {
+        Self::start_with(store, args, &[], false)
+    }
+
+    pub fn start_with(
+        store: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        seed: bool,
+    ) -> EdgeServer {
+        Self::spawn(store.as_os_str(), store, args, env, seed)
+    }
+
+    /// `edge serve --store s3://…` (with the AWS environment in `env`).
+    pub fn start_s3(store: &str, args: &[&str], env: &[(&str, String)]) -> EdgeServer {
+        Self::spawn(store.as_ref(), Path::new("/nonexistent"), args, env, false)
+    }
+
+    fn spawn(
+        store_arg: &std::ffi::OsStr,
+        store: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        seed: bool,
+    ) -> EdgeServer {
+        let port = free_port();
+        let mut command = Command::new(bin_path("edge"));
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
+            .arg(store_arg)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !seed {
+            command.arg("--no-seed");
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("edge serve starts");
+        let server = EdgeServer {
+            child,
+            port,
+            store: store.to_path_buf(),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        assert!(
+            wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(120)
+            ),
+            "edge serve did not start on {port}"
+        );
+        server
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://127.0.0.1:{}{path_and_query}", self.port)
+    }
+
+    pub fn get(&self, path_and_query: &str) -> Reply {
+        self.request(reqwest::Method::GET, path_and_query, &[])
+    }
+
+    pub fn get_with(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request(reqwest::Method::GET, path_and_query, headers)
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path_and_query));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().expect("request answered");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().expect("body read").to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET with the request target sent byte for byte (no client-side normalisation).
+    pub fn raw_get(&self, target: &str) -> Reply {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP response to {target:?}: {raw:?}"));
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let body = raw[split + 4..].to_vec();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for line in lines {
+            if let Some((k, v)) = line.split_once(':') {
+                headers.append(
+                    reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                    v.trim().parse().unwrap(),
+                );
+            }
+        }
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Every variant object in the store (files under `_variants/`).
+    pub fn variant_objects(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        walk(&self.store.join("_variants"), &mut found);
+        found.sort();
+        found
+    }
+}
+
+impl Drop for EdgeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, found);
+        } else {
+            found.push(path);
+        }
+    }
+}
+
+/// A smooth RGB gradient (distinct corners) encoded as `format`.
+pub fn gradient(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+    let img = RgbImage::from_fn(width, height, |x, y| {
+        Rgb([
+            (x * 255 / width.max(1)) as u8,
+            (y * 255 / height.max(1)) as u8,
+            128,
+        ])
+    });
+    encode(image::DynamicImage::ImageRgb8(img), format)
+}
+
+/// A single-colour image.
+pub fn solid(width: u32, height: u32, rgb: [u8; 3], format: ImageFormat) -> Vec<u8> {
+    let img = RgbImage::from_pixel(width, height, Rgb(rgb));
+    encode(image::DynamicImage::ImageRgb8(img), format)
+}
+
+/// An RGBA PNG with a transparent left half.
+pub fn half_transparent_png(width: u32, height: u32) -> Vec<u8> {
+    let img = RgbaImage::from_fn(width, height, |x, _| {
+        if x < width / 2 {
+            Rgba([0, 0, 0, 0])
+        } else {
+            Rgba([20, 200, 20, 255])
+        }
+    });
+    encode(image::DynamicImage::ImageRgba8(img), ImageFormat::Png)
+}
+
+pub fn encode(img: image::DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// A PNG whose header claims `width`×`height` but carries almost no data: a
+/// decompression bomb as far as a naive decoder is concerned.
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut crc_input = kind.to_vec();
+        crc_input.extend_from_slice(data);
+        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    chunk(&mut png, b"IHDR", &ihdr);
+    // A tiny zlib stream (stored, empty): the "image data".
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+pub fn put(store: &Path, key: &str, bytes: &[u8]) {
+    let path = store.join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Assert a JSON error reply: status, code, Content-Type and Cache-Control of DESIGN §3.
+pub fn assert_error(reply: &Reply, status: u16, code: &str, context: &str) -> serde_json::Value {
+    assert_eq!(
+        reply.status,
+        status,
+        "{context}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{context}"
+    );
+    let expected_cache = if status >= 500 {
+        "no-store"
+    } else {
+        "public, max-age=60"
+    };
+    assert_eq!(
+        reply.header("cache-control"),
+        Some(expected_cache),
+        "{context}"
+    );
+    let body = reply.json();
+    assert_eq!(body["status"], status, "{context}: {body}");
+    assert_eq!(body["error"], code, "{context}: {body}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(!message.is_empty(), "{context}: empty message: {body}");
+    body
+}
+
+pub fn is_png(b: &[u8]) -> bool {
+    b.starts_with(b"\x89PNG\r\n\x1a\n")
+}
+pub fn is_jpeg(b: &[u8]) -> bool {
+    b.starts_with(&[0xff, 0xd8, 0xff])
+}
+pub fn is_webp(b: &[u8]) -> bool {
+    b.len() > 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP"
+}
