@@ -194,9 +194,13 @@ cmd_deploy() {
   local rendered="$DIST/template.yaml"
   render_template "$rendered"
   say "deploying stack $STACK (bucket $BUCKET); a new distribution takes 5-15 minutes"
+  # A template body above 51,200 bytes must travel through S3.
+  local via_s3=()
+  if (($(wc -c <"$rendered") > 51200)); then
+    via_s3=(--s3-bucket "$ARTIFACT_BUCKET" --s3-prefix templates)
+  fi
   aws_run cloudformation deploy --stack-name "$STACK" --template-file "$rendered" \
-    --s3-bucket "$ARTIFACT_BUCKET" --s3-prefix templates \
-    --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+    "${via_s3[@]}" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
     --parameter-overrides \
     "BucketName=$BUCKET" \
     "ArtifactBucket=$ARTIFACT_BUCKET" \
@@ -211,6 +215,7 @@ cmd_deploy() {
   print_outputs
   local url
   url=$(stack_output ExampleUrl)
+  [[ -n "$url" && "$url" != None ]] || url="(the stack has no ExampleUrl output; see 'deploy.sh outputs')"
   say ""
   say "Upload masters:  generator upload DIR --bucket $BUCKET"
   say "Then open:       $url"
