@@ -199,7 +199,7 @@ cmd_deploy() {
   if (($(wc -c <"$rendered") > 51200)); then
     via_s3=(--s3-bucket "$ARTIFACT_BUCKET" --s3-prefix templates)
   fi
-  aws_run cloudformation deploy --stack-name "$STACK" --template-file "$rendered" \
+  if ! aws_run cloudformation deploy --stack-name "$STACK" --template-file "$rendered" \
     "${via_s3[@]}" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
     --parameter-overrides \
     "BucketName=$BUCKET" \
@@ -211,7 +211,9 @@ cmd_deploy() {
     "VariantsExpirationDays=${IMGEDGE_VARIANTS_EXPIRATION_DAYS:-90}" \
     "Versioning=${IMGEDGE_VERSIONING:-false}" \
     "AlternateDomainNames=${IMGEDGE_DOMAINS:-}" \
-    "AcmCertificateArn=${IMGEDGE_CERT_ARN:-}"
+    "AcmCertificateArn=${IMGEDGE_CERT_ARN:-}"; then
+    die "the stack deployment failed: see 'aws cloudformation describe-stack-events --stack-name $STACK --region $REGION'; a stack whose first creation failed (ROLLBACK_COMPLETE) must be removed with 'deploy.sh destroy' before deploying again"
+  fi
   print_outputs
   local url
   url=$(stack_output ExampleUrl)

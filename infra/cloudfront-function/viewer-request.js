@@ -1,8 +1,6 @@
-// imgedge viewer-request function (cloudfront-js-2.0). Mirrors edge/src/key.rs and
-// edge/src/spec.rs (DESIGN.md §1-2): the query becomes its canonical form, fmt=auto is
-// resolved from Accept, so equivalent URLs share one cache entry; bad URLs get the same
-// JSON 400/404 the origin would give, without reaching it. CloudFront caps this file at
-// 10 KB; tests/ checks the size and runs tests/fixtures/spec-cases.json through it.
+// imgedge viewer-request (cloudfront-js-2.0): mirrors edge/src/key.rs + spec.rs. Canonical
+// query, fmt=auto from Accept, so equivalent URLs share one cache entry; bad URLs get the
+// origin's JSON 400/404 here. Max 10 KB; tested on tests/fixtures/spec-cases.json.
 var MAX_SIDE = 8192;
 var MAX_QUERY = 2048;
 var MAX_KEY = 1024;
@@ -54,14 +52,15 @@ function decode(text) {
   }
 }
 
-function utf8Length(text) {
-  var n = 0;
+// [UTF-8 length, has a control character (Unicode Cc)]. A surrogate pair is 4 bytes.
+function scan(text) {
+  var n = 0, control = false;
   for (var i = 0; i < text.length; i++) {
     var c = text.charCodeAt(i);
-    // A surrogate pair is 4 bytes: 2 per half.
     n += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) control = true;
   }
-  return n;
+  return [n, control];
 }
 
 // The master key from the path, or a Fail; same checks and order as MasterKey::from_uri.
@@ -70,8 +69,9 @@ function masterFormat(uri) {
   var key = decode(uri.slice(1));
   if (key === null) return badKey('the path is not valid percent-encoded UTF-8');
   if (key === '') return badKey('the path names no image');
-  if (utf8Length(key) > MAX_KEY) return badKey('the key is longer than 1024 bytes');
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) return badKey('the path contains a control character');
+  var seen = scan(key);
+  if (seen[0] > MAX_KEY) return badKey('the key is longer than 1024 bytes');
+  if (seen[1]) return badKey('the path contains a control character');
   if (key.indexOf('\\') >= 0) return badKey('the path contains a backslash');
   var segments = key.split('/');
   for (var i = 0; i < segments.length; i++) {

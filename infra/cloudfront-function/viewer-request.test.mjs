@@ -244,3 +244,80 @@ test('a request without query or headers passes through', () => {
   assert.equal(result, e.request);
   assert.equal(result.querystring, '');
 });
+
+// A small deterministic PRNG (mulberry32), so property cases are the same on every run.
+function rng(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const POOLS = {
+  w: ['1', '64', '512', '8192', '4097', '0', '05'],
+  h: ['1', '48', '300', '8192', '3000'],
+  fit: ['cover', 'contain', 'fill', 'inside', 'outside'],
+  fmt: ['webp', 'png', 'jpeg', 'jpg', 'auto'],
+  q: ['1', '50', '80', '100'],
+  dpr: ['1', '1.5', '2', '2.25', '3', '4'],
+  bg: ['ffffff', '000000', 'FF8800', 'abcdef'],
+};
+
+function randomQuery(next) {
+  const pairs = [];
+  for (const [name, pool] of Object.entries(POOLS)) {
+    if (next() < 0.5) pairs.push([name, pool[Math.floor(next() * pool.length)]]);
+  }
+  return pairs;
+}
+
+function shuffled(list, next) {
+  const out = list.slice();
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+test('property: order does not matter and the canonical form is a fixed point', () => {
+  const next = rng(20250201);
+  let accepted = 0;
+  for (let i = 0; i < 3000; i++) {
+    const pairs = randomQuery(next);
+    const uri = next() < 0.5 ? IMG : JPG;
+    const accept = next() < 0.5 ? 'image/webp,*/*' : null;
+    const query = pairs.map((p) => p.join('=')).join('&');
+    const first = run(uri, query, accept);
+    if (first.statusCode) continue;
+    accepted++;
+    const canonical = first.querystring;
+    const again = run(uri, shuffled(pairs, next).map((p) => p.join('=')).join('&'), accept);
+    assert.equal(again.querystring, canonical, `permutation of ${query}`);
+    // Re-parsing the canonical form gives itself, with or without Accept (auto is resolved).
+    assert.equal(run(uri, canonical, null).querystring, canonical, `fixed point of ${query}`);
+    assert.match(canonical, /^(w=\d+)?&?(h=\d+)?&?(fit=\w+)?&?(fmt=\w+)?&?(q=\d+)?&?(bg=[0-9a-f]{6})?$/, canonical);
+    assert.doesNotMatch(canonical, /dpr|auto|jpg|&&|^&|&$/, canonical);
+  }
+  assert.ok(accepted > 500, `enough accepted cases (${accepted})`);
+});
+
+test('fuzz: arbitrary paths and queries give a request or a JSON error, never an exception', () => {
+  const next = rng(7);
+  const alphabet = ['w', 'h', 'fit', 'fmt', 'q', 'dpr', 'bg', '=', '&', '%', '%2', '%C3%A9', '%FF', '.', '..', '/', '\\', '_variants', 'png', '.png', '+', ' ', '0', '9', 'A', 'é', '\u0000', '\ud83d\ude00', '\ud800'];
+  const pick = (n) => Array.from({ length: n }, () => alphabet[Math.floor(next() * alphabet.length)]).join('');
+  for (let i = 0; i < 3000; i++) {
+    const uri = '/' + pick(Math.floor(next() * 8)) + (next() < 0.7 ? '.png' : '');
+    const query = pick(Math.floor(next() * 10));
+    const result = run(uri, query, next() < 0.5 ? pick(4) : null);
+    if (result.statusCode) {
+      assert.ok([400, 404].includes(result.statusCode), `${uri}?${query}`);
+      const body = JSON.parse(result.body.data);
+      assert.ok(['invalid_key', 'invalid_parameter', 'not_found'].includes(body.error), `${uri}?${query}`);
+    } else {
+      assert.equal(typeof result.querystring, 'string', `${uri}?${query}`);
+    }
+  }
+});
