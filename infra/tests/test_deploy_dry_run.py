@@ -207,6 +207,64 @@ class DryRun(unittest.TestCase):
         self.assertIn("unknown command: launch", run.stderr)
 
 
+class DestroyRetries(unittest.TestCase):
+    """destroy's wait for Lambda@Edge replicas. No local AWS can keep a function's replicas
+    alive (moto deletes at once), so a scripted `aws` plays CloudFormation here: the stack
+    deletion fails on the named resources for the first N waits, then succeeds."""
+
+    FAKE = """#!/bin/sh
+echo "$*" >> "$STATE/calls"
+case "$1 $2" in
+  "sts get-caller-identity") echo 123456789012 ;;
+  "cloudformation wait")
+    n=$(cat "$STATE/failures")
+    if [ "$n" -gt 0 ]; then echo $((n - 1)) > "$STATE/failures"; exit 255; fi ;;
+  "cloudformation describe-stack-resources") cat "$STATE/failed" ;;
+esac
+"""
+
+    def destroy(self, failures, failed="EdgeFunction", attempts="16"):
+        with tempfile.TemporaryDirectory() as state:
+            bin_dir = Path(state) / "bin"
+            bin_dir.mkdir()
+            (bin_dir / "aws").write_text(self.FAKE)
+            (bin_dir / "aws").chmod(0o755)
+            (Path(state) / "failures").write_text(str(failures))
+            (Path(state) / "failed").write_text(failed + "\n")
+            env = {
+                "PATH": f"{bin_dir}:/usr/bin:/bin",
+                "HOME": state,
+                "STATE": state,
+                "AWS_REGION": "us-east-1",
+                "IMGEDGE_DESTROY_RETRY_MINUTES": "0",
+                "IMGEDGE_DESTROY_ATTEMPTS": attempts,
+            }
+            run = subprocess.run(["bash", str(DEPLOY), "destroy"], env=env, capture_output=True, text=True, timeout=60, check=False)
+            calls = [line.split()[:2] for line in (Path(state) / "calls").read_text().splitlines()]
+        return run, calls
+
+    def test_retries_while_the_function_has_replicas(self):
+        run, calls = self.destroy(failures=2)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        cycle = [["cloudformation", "delete-stack"], ["cloudformation", "wait"], ["cloudformation", "describe-stack-resources"]]
+        self.assertEqual(calls, [["sts", "get-caller-identity"]] + cycle * 2 + cycle[:2])
+        self.assertIn("attempt 1: EdgeFunction not deletable yet", run.stderr)
+        self.assertIn("stack imgedge deleted", run.stderr)
+
+    def test_other_failures_stop_with_the_events_command(self):
+        run, calls = self.destroy(failures=1, failed="ImageBucketPolicy")
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("describe-stack-events", run.stderr)
+        self.assertIn("ImageBucketPolicy", run.stderr)
+        self.assertEqual(calls.count(["cloudformation", "delete-stack"]), 1)
+
+    def test_gives_up_after_the_last_attempt(self):
+        run, calls = self.destroy(failures=5, attempts="3")
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("after 3 attempts", run.stderr)
+        self.assertEqual(calls.count(["cloudformation", "delete-stack"]), 3)
+
+
 class RealRunErrors(unittest.TestCase):
     """Without --dry-run: the errors a user without the CLI or credentials sees."""
 
