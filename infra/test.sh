@@ -66,7 +66,11 @@ step() {
 # Tracked or new (not ignored) files that are shell scripts: *.sh or a sh/bash shebang.
 shell_scripts() {
   cd "$ROOT"
-  git ls-files --cached --others --exclude-standard -z | while IFS= read -r -d '' f; do
+  local list=(git ls-files --cached --others --exclude-standard -z)
+  # Outside a git checkout (an exported tarball), every file but build output and deps.
+  git rev-parse --git-dir >/dev/null 2>&1 ||
+    list=(find . -type f -not -path './target/*' -not -path '*/node_modules/*' -not -path './.git/*' -printf '%P\0')
+  "${list[@]}" | while IFS= read -r -d '' f; do
     [[ -f "$f" ]] || continue
     if [[ "$f" == *.sh ]] || head -n1 "$f" 2>/dev/null | grep -Eq '^#!.*[/ ](ba)?sh( |$)'; then
       printf '%s\n' "$f"
