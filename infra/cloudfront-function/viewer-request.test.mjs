@@ -20,7 +20,8 @@ const fixture = JSON.parse(readFileSync(fixturePath, 'utf8'));
 
 function loadHandler() {
   const context = vm.createContext({});
-  vm.runInContext(source, context, { filename: sourcePath });
+  // CloudFront Functions run in strict mode.
+  vm.runInContext('"use strict";' + source, context, { filename: sourcePath });
   assert.equal(typeof context.handler, 'function', 'the source defines a top-level handler');
   return context.handler;
 }
