@@ -180,6 +180,22 @@ upload_zip() {
   aws_run s3api put-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" --body "$ZIP" >/dev/null
 }
 
+# The stack creates the image bucket, and destroy keeps it: a new stack cannot take over a
+# bucket of the same name, so say so before CloudFormation fails halfway.
+check_bucket_is_new() {
+  if ((DRY_RUN)); then
+    show aws cloudformation describe-stacks --stack-name "$STACK" --region "$REGION"
+    show aws s3api head-bucket --bucket "$BUCKET" --region "$REGION"
+    return
+  fi
+  if aws cloudformation describe-stacks --stack-name "$STACK" --region "$REGION" >/dev/null 2>&1; then
+    return
+  fi
+  if aws s3api head-bucket --bucket "$BUCKET" --region "$REGION" >/dev/null 2>&1; then
+    die "bucket $BUCKET already exists but stack $STACK does not (kept by an earlier destroy?): the stack creates its bucket, so choose a new IMGEDGE_BUCKET and copy the masters over, or delete the old bucket (docs/deploy.md)"
+  fi
+}
+
 print_outputs() {
   aws_run cloudformation describe-stacks --stack-name "$STACK" \
     --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table
@@ -187,6 +203,7 @@ print_outputs() {
 
 cmd_deploy() {
   preflight
+  check_bucket_is_new
   build_zip
   ensure_artifact_bucket
   upload_zip

@@ -77,6 +77,8 @@ class DryRun(unittest.TestCase):
             [self.op(c) for c in calls],
             [
                 ("sts", "get-caller-identity"),
+                ("cloudformation", "describe-stacks"),
+                ("s3api", "head-bucket"),
                 ("env", "package.sh"),
                 ("s3api", "head-bucket"),
                 ("s3api", "create-bucket"),
@@ -91,18 +93,19 @@ class DryRun(unittest.TestCase):
         for c in calls:
             if c[0] == "aws":
                 self.assertEqual(self.flag(c, "--region"), "us-east-1", c)
-        package = calls[1]
+        self.assertEqual(self.flag(calls[2], "--bucket"), f"imgedge-images-{ACCOUNT}", "the image bucket must be new")
+        package = calls[3]
         self.assertIn(f"IMGEDGE_BUCKET=imgedge-images-{ACCOUNT}", package)
         self.assertIn("IMGEDGE_REGION=us-east-1", package)
         self.assertFalse(any(a.startswith("IMGEDGE_MAX_") for a in package))
 
         artifact_bucket = f"imgedge-artifacts-{ACCOUNT}"
-        put = calls[6]
+        put = calls[8]
         self.assertEqual(self.flag(put, "--bucket"), artifact_bucket)
         self.assertTrue(self.flag(put, "--body").endswith("dist/edge-function.zip"))
         key = self.flag(put, "--key")
 
-        deploy = calls[7]
+        deploy = calls[9]
         self.assertEqual(self.flag(deploy, "--stack-name"), "imgedge")
         self.assertEqual(self.flag(deploy, "--capabilities"), "CAPABILITY_IAM")
         self.assertIn("--no-fail-on-empty-changeset", deploy)

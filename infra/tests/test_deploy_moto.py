@@ -154,6 +154,12 @@ class DeployAgainstMoto(unittest.TestCase):
         functions = [f["FunctionName"] for f in self.aws("lambda", "list-functions")["Functions"]]
         self.assertNotIn("imgedge-origin-request", functions)
 
+        # A new stack cannot take over the kept bucket: deploy says so before CloudFormation.
+        run = self.deploy_sh("deploy", zip_path=first, ok=False)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn(f"bucket {BUCKET} already exists but stack imgedge does not", run.stderr)
+        self.assertEqual(self.aws("cloudformation", "list-stacks")["StackSummaries"], stacks, "no stack was attempted")
+
 
 if __name__ == "__main__":
     unittest.main()
