@@ -404,7 +404,7 @@ impl Edge {
             let _turn = lock.lock().await;
             match self.cache.get(&key.cache_key, Instant::now()) {
                 Some(hit) => Answer::hit(hit),
-                None => self.from_origin(&key, path, accept).await,
+                None => self.ask_origin(&key, path, accept).await,
             }
         };
         let mut collapsing = self.collapsing.lock().unwrap();
@@ -414,7 +414,7 @@ impl Edge {
         answer
     }
 
-    async fn from_origin(&self, key: &ViewerKey, path: &str, accept: Option<&str>) -> Answer {
+    async fn ask_origin(&self, key: &ViewerKey, path: &str, accept: Option<&str>) -> Answer {
         let started = Instant::now();
         let headers: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
         let event = cloudfront::origin_request_event(path, &key.origin_query, &headers);
@@ -960,7 +960,7 @@ mod tests {
         }
         assert!(cache.usage().1 <= one * 3);
         // Larger than the whole cache: not stored, nothing evicted.
-        assert!(!cache.insert("/big", response(200, &body.repeat(4), None), ttl, t0));
+        assert!(!cache.insert("/big", response(200, &body.repeat(10), None), ttl, t0));
         assert_eq!(cache.usage().0, 3);
         // Replacing an entry does not count it twice.
         cache.insert("/k0", response(200, &body, None), ttl, t0);

@@ -82,7 +82,8 @@ fn every_format_has_its_magic_bytes_and_content_type() {
     let dir = store_with_masters();
     let edge = EdgeServer::start(dir.path(), &[]);
     type Check = fn(&[u8]) -> bool;
-    let cases: [(&str, &[(&str, &str)], &str, Check); 9] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Headers, &str, Check); 9] = [
         ("/landscape.png?w=100&fmt=webp", &[], "image/webp", is_webp),
         ("/landscape.png?w=100&fmt=png", &[], "image/png", is_png),
         ("/landscape.png?w=100", &[], "image/png", is_png),
@@ -271,7 +272,8 @@ fn the_edge_cache_hits_and_a_fresh_edge_reuses_the_stored_variant() {
         assert_eq!(hit.header("etag"), miss.header("etag"));
         assert!(hit.header("age").is_some());
         assert!(hit.header("server-timing").is_none());
-        (miss.body, miss.header("etag").unwrap().to_string())
+        let etag = miss.header("etag").unwrap().to_string();
+        (miss.body, etag)
     };
 
     // A new edge (empty cache) over the same bucket: a miss, but the variant is reused.
