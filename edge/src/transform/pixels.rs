@@ -74,8 +74,8 @@ impl Pixels {
                 self.data[i * colour + c] = self.data[i * n + c];
             }
         }
+        // Truncate only: shrinking the allocation could copy it.
         self.data.truncate(self.data.len() / n * colour);
-        self.data.shrink_to_fit();
         self.channels -= 1;
     }
 
