@@ -94,8 +94,14 @@ async fn assert_object(store: &dyn Store, key: &str, body: &[u8], meta: &ObjectM
 pub async fn missing(store: &dyn Store) {
     let ns = fresh_namespace(store, "missing").await;
     let key = format!("{ns}nothing-here.png");
-    assert!(store.get(&key).await.unwrap().is_none(), "get of a missing key");
-    assert!(store.head(&key).await.unwrap().is_none(), "head of a missing key");
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "get of a missing key"
+    );
+    assert!(
+        store.head(&key).await.unwrap().is_none(),
+        "head of a missing key"
+    );
     assert_eq!(store.list(&ns).await.unwrap(), Vec::<String>::new());
     assert_eq!(store.delete_prefix(&ns).await.unwrap(), 0);
 }
@@ -129,7 +135,11 @@ pub async fn put_get_head(store: &dyn Store) {
 pub async fn overwrite(store: &dyn Store) {
     let ns = fresh_namespace(store, "overwrite").await;
     let key = format!("{ns}a.webp");
-    let first = meta("image/webp", Some("no-cache"), &[("source-etag", "\"one\"")]);
+    let first = meta(
+        "image/webp",
+        Some("no-cache"),
+        &[("source-etag", "\"one\"")],
+    );
     put(store, &key, b"first version", first).await;
     let second = meta("image/png", None, &[("width", "7")]);
     let outcome = put(store, &key, b"second, longer version", second.clone()).await;
@@ -154,7 +164,11 @@ pub async fn if_none_match(store: &dyn Store) {
             etag: content_etag(b"winner")
         }
     );
-    let other = meta("image/png", Some("no-store"), &[("source-etag", "\"loser\"")]);
+    let other = meta(
+        "image/png",
+        Some("no-store"),
+        &[("source-etag", "\"loser\"")],
+    );
     assert_eq!(
         put_if_absent(store, &key, b"loser", other).await,
         PutOutcome::AlreadyExists
@@ -211,7 +225,13 @@ pub async fn list_prefix(store: &dyn Store) {
         "other/a.png",
     ];
     for k in keys {
-        put(store, &format!("{ns}{k}"), k.as_bytes(), ObjectMeta::default()).await;
+        put(
+            store,
+            &format!("{ns}{k}"),
+            k.as_bytes(),
+            ObjectMeta::default(),
+        )
+        .await;
     }
     let list = |p: &str| {
         let p = format!("{ns}{p}");
@@ -341,11 +361,7 @@ pub async fn many_keys(store: &dyn Store) {
     stream::iter(keys.iter())
         .map(|key| async move {
             store
-                .put(
-                    key,
-                    Bytes::from_static(b"."),
-                    PutOptions::default(),
-                )
+                .put(key, Bytes::from_static(b"."), PutOptions::default())
                 .await
         })
         .buffer_unordered(16)

@@ -435,3 +435,243 @@ mod tests {
         crate::store::conformance::run(&store).await;
     }
 }
+
+#[cfg(test)]
+mod fs_tests {
+    use super::*;
+
+    fn temp_store() -> (tempfile::TempDir, FsStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path().join("bucket")).unwrap();
+        (dir, store)
+    }
+
+    fn with_meta(n: &str) -> PutOptions {
+        PutOptions {
+            meta: ObjectMeta {
+                content_type: Some("image/webp".into()),
+                cache_control: None,
+                metadata: [("n".to_string(), n.to_string())].into(),
+            },
+            if_none_match: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_that_could_escape_the_root_or_hit_reserved_files_are_rejected() {
+        let (dir, store) = temp_store();
+        std::fs::write(dir.path().join("secret.png"), b"outside").unwrap();
+        for key in [
+            "../secret.png",
+            "a/../../secret.png",
+            "/etc/passwd",
+            "a\\..\\b.png",
+            "a\0b.png",
+            "a//b.png",
+            "a/./b.png",
+            "",
+            "a/",
+            ".imgedge-meta/locks/00",
+            ".imgedge-meta/objects/x.png",
+            "dir/.imgedge-tmp-abc",
+        ] {
+            let invalid = |r: Result<_, StoreError>| matches!(r, Err(StoreError::InvalidKey(_)));
+            assert!(invalid(store.get(key).await.map(|_| ())), "get {key:?}");
+            assert!(invalid(store.head(key).await.map(|_| ())), "head {key:?}");
+            let put = store.put(key, Bytes::from_static(b"x"), PutOptions::default());
+            assert!(invalid(put.await.map(|_| ())), "put {key:?}");
+        }
+        assert!(matches!(
+            store.list("../").await,
+            Err(StoreError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            store.delete_prefix(".imgedge-meta/").await,
+            Err(StoreError::InvalidKey(_))
+        ));
+        assert_eq!(
+            std::fs::read(dir.path().join("secret.png")).unwrap(),
+            b"outside"
+        );
+        assert_eq!(store.list("").await.unwrap(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_file_dropped_in_by_hand_is_an_object() {
+        let (_dir, store) = temp_store();
+        let path = store.root().join("outputs/2025-02-01/image_001.png");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"hand placed").unwrap();
+        let obj = store
+            .get("outputs/2025-02-01/image_001.png")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&obj.body[..], b"hand placed");
+        assert_eq!(obj.head.etag, content_etag(b"hand placed"));
+        assert_eq!(obj.head.size, 11);
+        assert_eq!(obj.head.meta.content_type.as_deref(), Some("image/png"));
+        assert_eq!(
+            store
+                .head("outputs/2025-02-01/image_001.png")
+                .await
+                .unwrap(),
+            Some(obj.head)
+        );
+        assert_eq!(
+            store.list("outputs/").await.unwrap(),
+            vec!["outputs/2025-02-01/image_001.png"]
+        );
+        // A directory is not an object.
+        assert!(store.get("outputs/2025-02-01").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_file_replaced_by_hand_loses_its_stale_sidecar() {
+        let (_dir, store) = temp_store();
+        store
+            .put("m.png", Bytes::from_static(b"written"), with_meta("1"))
+            .await
+            .unwrap();
+        // Same size, replaced in place, as an editor or `cp` would.
+        std::fs::write(store.root().join("m.png"), b"edited!").unwrap();
+        let obj = store.get("m.png").await.unwrap().unwrap();
+        assert_eq!(&obj.body[..], b"edited!");
+        assert_eq!(obj.head.etag, content_etag(b"edited!"));
+        assert_eq!(obj.head.meta.metadata, BTreeMap::new());
+        assert_eq!(obj.head.meta.content_type.as_deref(), Some("image/png"));
+        assert_eq!(store.head("m.png").await.unwrap(), Some(obj.head));
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_a_crash_are_never_objects() {
+        let (_dir, store) = temp_store();
+        store
+            .put("a/b.png", Bytes::from_static(b"ok"), PutOptions::default())
+            .await
+            .unwrap();
+        // A temp body and a sidecar renamed into place just before a crash.
+        std::fs::write(store.root().join("a/.imgedge-tmp-Xy12"), b"half").unwrap();
+        std::fs::write(
+            store.root().join(".imgedge-meta/objects/a/c.png"),
+            br#"{"etag":"\"x\"","size":1,"ino":1,"mtime_ns":1,"content_type":null,"cache_control":null}"#,
+        )
+        .unwrap();
+        assert_eq!(store.list("").await.unwrap(), vec!["a/b.png"]);
+        assert!(store.get("a/c.png").await.unwrap().is_none());
+        assert!(store.head("a/c.png").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn successful_writes_leave_no_temp_files() {
+        let (_dir, store) = temp_store();
+        for i in 0..5 {
+            let opts = PutOptions {
+                if_none_match: i % 2 == 0,
+                ..with_meta(&i.to_string())
+            };
+            store
+                .put("d/v.webp", Bytes::from(vec![i; 10]), opts)
+                .await
+                .unwrap();
+        }
+        let mut names = Vec::new();
+        for dir in [
+            store.root().join("d"),
+            store.root().join(".imgedge-meta/objects/d"),
+        ] {
+            for e in std::fs::read_dir(dir).unwrap() {
+                names.push(e.unwrap().file_name().into_string().unwrap());
+            }
+        }
+        assert_eq!(names, vec!["v.webp", "v.webp"]);
+    }
+
+    /// Writers in separate store instances (separate lock handles, as separate processes
+    /// would have) overwrite one key while readers check every read is one whole write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn readers_never_see_a_torn_object_while_writers_overwrite() {
+        let (dir, store) = temp_store();
+        let root = dir.path().join("bucket");
+        let bodies: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 1000 + 37 * i as usize]).collect();
+        store
+            .put("k.webp", Bytes::from(bodies[0].clone()), with_meta("0"))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..2 {
+            let writer = FsStore::new(&root).unwrap();
+            let bodies = bodies.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..300 {
+                    let n = (i * 2 + w) % bodies.len();
+                    let body = Bytes::from(bodies[n].clone());
+                    writer
+                        .put("k.webp", body, with_meta(&n.to_string()))
+                        .await
+                        .unwrap();
+                }
+                0
+            }));
+        }
+        for _ in 0..2 {
+            let reader = FsStore::new(&root).unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut reads = 0;
+                for _ in 0..300 {
+                    let obj = reader.get("k.webp").await.unwrap().unwrap();
+                    let n: usize = obj.head.meta.metadata["n"].parse().unwrap();
+                    assert_eq!(obj.head.etag, content_etag(&obj.body));
+                    assert_eq!(obj.body[0] as usize, n, "body and sidecar of one write");
+                    assert_eq!(obj.head.size, obj.body.len() as u64);
+                    let head = reader.head("k.webp").await.unwrap().unwrap();
+                    let hn: usize = head.meta.metadata["n"].parse().unwrap();
+                    assert_eq!(head.size as usize, 1000 + 37 * hn);
+                    reads += 1;
+                }
+                reads
+            }));
+        }
+        let mut reads = 0;
+        for t in tasks {
+            reads += t.await.unwrap();
+        }
+        assert_eq!(reads, 600);
+    }
+
+    /// Conditional puts from separate store instances: still exactly one winner.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn if_none_match_is_atomic_across_store_instances() {
+        let (dir, _store) = temp_store();
+        let root = dir.path().join("bucket");
+        let tasks: Vec<_> = (0..16u8)
+            .map(|i| {
+                let s = FsStore::new(&root).unwrap();
+                tokio::spawn(async move {
+                    let opts = PutOptions {
+                        if_none_match: true,
+                        ..with_meta(&i.to_string())
+                    };
+                    s.put("race.webp", Bytes::from(vec![i; 100]), opts)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            if let PutOutcome::Written { .. } = t.await.unwrap() {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let obj = FsStore::new(&root)
+            .unwrap()
+            .get("race.webp")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&obj.body[..], &[winners[0] as u8; 100][..]);
+        assert_eq!(obj.head.meta.metadata["n"], winners[0].to_string());
+    }
+}
