@@ -114,9 +114,10 @@ async fn a_missing_bucket_is_an_error_not_a_missing_object() {
     fake_credentials();
     let moto = MotoServer::start();
     let store = store(&moto.endpoint(), "").await;
+    // HEAD answers carry no error code, so a missing bucket's 404 cannot be told from
+    // a missing key there (documented); get, list and put name `NoSuchBucket`.
     for r in [
         store.get("a.png").await.map(|_| ()),
-        store.head("a.png").await.map(|_| ()),
         store.list("").await.map(|_| ()),
     ] {
         assert!(matches!(r, Err(StoreError::Io(_))), "{r:?}");
