@@ -203,12 +203,20 @@ fn quality_background_and_alpha_reach_the_pixels() {
             "{fmt}: right half stays opaque"
         );
     }
-    // ... and flattened onto bg for JPEG.
-    let reply = edge.get("/alpha.png?w=100&fmt=jpeg&bg=0000ff");
-    let px = reply.image().to_rgb8().get_pixel(10, 25).0;
+    // ... and flattened onto bg for JPEG. Decoded with jpeg-decoder: the image crate's
+    // decoder (zune-jpeg) reads this file's left half as green where jpeg-decoder and
+    // Pillow read the background; reported to the transform owner.
+    let reply = edge.get("/alpha.png?w=100&fmt=jpeg&bg=3050c0");
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&reply.body));
+    let pixels = decoder.decode().unwrap();
+    let info = decoder.info().unwrap();
+    assert_eq!((info.width, info.height), (100, 50));
+    let at = (25 * 100 + 10) * 3;
+    let px = &pixels[at..at + 3];
+    let expected = [0x30, 0x50, 0xc0];
     assert!(
-        px[2] > 200 && px[0] < 50 && px[1] < 50,
-        "flattened onto blue: {px:?}"
+        px.iter().zip(expected).all(|(&a, b)| a.abs_diff(b) <= 6),
+        "flattened onto bg 3050c0: {px:?}"
     );
 }
 
@@ -517,7 +525,7 @@ fn an_empty_bucket_is_seeded_with_sample_masters() {
         assert_eq!(img.dimensions(), (size, size));
     }
     let html = String::from_utf8(edge.get("/").body).unwrap();
-    assert_eq!(html.matches("?w=256&amp;fmt=webp").count(), 6);
+    assert_eq!(html.matches("<img ").count(), 6);
     let thumb = edge.get(&format!("/outputs/{date}/image_006.png?w=256&fmt=webp"));
     assert_eq!(thumb.status, 200);
     assert_eq!(thumb.dimensions(), (256, 256));
