@@ -1,5 +1,6 @@
 //! `edge`: the local CloudFront emulator (`serve`) and the pipeline on a file (`transform`).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| "info,aws=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
