@@ -1,6 +1,6 @@
 //! `generator`: synth sample masters, upload them to the bucket, invalidate CloudFront.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -200,10 +200,9 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
     let elapsed = started.elapsed();
 
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary_json(&uploader, &report, elapsed))?
-        );
+        let json = serde_json::to_string_pretty(&summary_json(&uploader, &report, elapsed))?;
+        // A closed pipe (`| head`) is not worth a panic; the exit status still tells.
+        let _ = writeln!(std::io::stdout().lock(), "{json}");
     } else {
         print_summary(&uploader, &report, elapsed);
     }

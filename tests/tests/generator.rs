@@ -461,6 +461,9 @@ async fn a_non_png_fails_alone_and_the_exit_status_says_so() {
     );
 }
 
+/// A scripted answer: status, extra headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
 /// One request as a scripted S3 endpoint saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -481,8 +484,14 @@ impl Seen {
 
 /// A loopback HTTP endpoint answering S3 requests from a script and recording them: for
 /// what moto cannot show (503s on demand, the exact headers of a PUT).
-async fn scripted_s3(
-    answer: fn(&Seen) -> (u16, Vec<(&'static str, String)>, String),
+async fn scripted_s3(answer: fn(&Seen) -> Answer) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
+    scripted_s3_slow(answer, Duration::ZERO).await
+}
+
+/// [`scripted_s3`] that takes `put_delay` to answer each PUT.
+async fn scripted_s3_slow(
+    answer: fn(&Seen) -> Answer,
+    put_delay: Duration,
 ) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -532,6 +541,9 @@ async fn scripted_s3(
                     }
                 }
                 request.body = body;
+                if request.method == "PUT" {
+                    tokio::time::sleep(put_delay).await;
+                }
                 let (status, extra, body) = answer(&request);
                 log.lock().unwrap().push(request);
                 let mut response = format!(
@@ -551,13 +563,13 @@ async fn scripted_s3(
     (endpoint, seen)
 }
 
-fn service_unavailable(_: &Seen) -> (u16, Vec<(&'static str, String)>, String) {
+fn service_unavailable(_: &Seen) -> Answer {
     let body = "<Error><Code>ServiceUnavailable</Code><Message>down for the test</Message></Error>";
     (503, vec![], body.to_string())
 }
 
 /// An empty bucket that accepts every PUT.
-fn empty_bucket(seen: &Seen) -> (u16, Vec<(&'static str, String)>, String) {
+fn empty_bucket(seen: &Seen) -> Answer {
     match seen.method.as_str() {
         "GET" => (
             200,
@@ -793,4 +805,69 @@ async fn upload_throughput_concurrency_1_vs_8() {
             total as f64 / 1e6 / seconds
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_cleanly_and_reports_only_what_was_uploaded() {
+    let (endpoint, seen) = scripted_s3_slow(empty_bucket, Duration::from_millis(400)).await;
+    let dir = synth_dir(8, 16, 8);
+    let child = Command::new(bin_path("generator"))
+        .envs(local_aws_env(&endpoint))
+        .args([
+            "upload",
+            dir.path().to_str().unwrap(),
+            "--bucket",
+            "rec",
+            "--date",
+            DATE,
+            "--json",
+            "--concurrency",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once uploading is under way (the signal handler is set before that).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.lock().unwrap().iter().any(|r| r.method == "PUT") {
+        assert!(Instant::now() < deadline, "no PUT arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{json}");
+    assert_eq!(json["interrupted"], true);
+    let uploaded = json["counts"]["uploaded"].as_u64().unwrap();
+    let not_attempted = json["counts"]["not_attempted"].as_u64().unwrap();
+    assert!(uploaded >= 1 && not_attempted >= 1, "{json}");
+    assert_eq!(uploaded + not_attempted, 8, "{json}");
+    // Every file reported uploaded was PUT and answered; nothing else was PUT.
+    let puts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| {
+            r.path
+                .split('?')
+                .next()
+                .unwrap()
+                .trim_start_matches("/rec/")
+                .to_string()
+        })
+        .collect();
+    let mut reported: Vec<String> = field(&json["uploaded"], "key")
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    reported.sort();
+    let mut put_keys = puts.clone();
+    put_keys.sort();
+    assert_eq!(reported, put_keys);
 }
