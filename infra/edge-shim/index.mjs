@@ -200,7 +200,7 @@ export async function handler(event, context) {
   await ensureServer();
   if (!state.child && !state.closed) startChild();
   const remaining = context?.getRemainingTimeInMillis?.();
-  const budget = remaining ? Math.min(DEADLINE_MS, remaining - 500) : DEADLINE_MS;
+  const budget = remaining ? Math.max(1, Math.min(DEADLINE_MS, remaining - 500)) : DEADLINE_MS;
   return new Promise((resolve) => {
     const inv = {
       id: randomUUID(),
