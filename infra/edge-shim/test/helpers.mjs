@@ -57,6 +57,17 @@ async function waitForPort(port, timeoutMs) {
   throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
 }
 
+// moto routes a request to a service by the credential scope of its Authorization header
+// (signatures are not checked); without one, S3 calls are misrouted.
+const AUTH = {
+  authorization:
+    "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+};
+
+async function s3fetch(url, init = {}) {
+  return fetch(url, { ...init, headers: { ...AUTH, ...init.headers } });
+}
+
 /** moto's S3 server on loopback; `stop()` and `start()` again on the same port. */
 export class Moto {
   constructor(port) {
@@ -85,12 +96,12 @@ export class Moto {
     return `${this.endpoint}/${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
   }
   async createBucket(bucket) {
-    const res = await fetch(this.url(bucket), { method: "PUT" });
+    const res = await s3fetch(this.url(bucket), { method: "PUT" });
     if (!res.ok) throw new Error(`create bucket: ${res.status}`);
   }
   /** PUT an object; returns its ETag (quoted, as S3 gives it). */
   async put(bucket, key, body, contentType) {
-    const res = await fetch(this.url(bucket, key), {
+    const res = await s3fetch(this.url(bucket, key), {
       method: "PUT",
       body,
       headers: { "content-type": contentType },
@@ -99,15 +110,16 @@ export class Moto {
     return res.headers.get("etag");
   }
   async head(bucket, key) {
-    return fetch(this.url(bucket, key), { method: "HEAD" });
+    return s3fetch(this.url(bucket, key), { method: "HEAD" });
   }
   async get(bucket, key) {
-    const res = await fetch(this.url(bucket, key));
+    const res = await s3fetch(this.url(bucket, key));
     return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
   }
   async keys(bucket, prefix) {
-    const res = await fetch(`${this.endpoint}/${bucket}?list-type=2&prefix=${encodeURIComponent(prefix)}`);
+    const res = await s3fetch(`${this.endpoint}/${bucket}?list-type=2&prefix=${encodeURIComponent(prefix)}`);
     const xml = await res.text();
+    if (!res.ok || !xml.includes("<ListBucketResult")) throw new Error(`list ${prefix}: ${res.status} ${xml}`);
     return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
   }
 }
