@@ -136,29 +136,49 @@ fn idat_stream(png: &[u8]) -> Result<Vec<u8>> {
     Ok(idat)
 }
 
-/// Encodes `img` the way the pipeline's encoders are configured (libwebp method 4 via the
-/// `webp` crate, jpeg-encoder 4:2:0 with optimised Huffman tables, the `image` PNG encoder).
+/// libwebp lossy at the pipeline's settings (method 4), `threads` = libwebp's thread_level.
+fn webp_encode(img: &image::DynamicImage, q: u8, threads: i32) -> Result<Vec<u8>> {
+    let enc = webp::Encoder::from_image(img).map_err(|e| anyhow::anyhow!("webp encoder: {e}"))?;
+    let mut config =
+        webp::WebPConfig::new().map_err(|()| anyhow::anyhow!("webp config init failed"))?;
+    config.lossless = 0;
+    config.quality = f32::from(q);
+    config.method = 4;
+    config.thread_level = threads;
+    let out = enc
+        .encode_advanced(&config)
+        .map_err(|e| anyhow::anyhow!("webp encode: {e:?}"))?;
+    Ok(out.to_vec())
+}
+
+/// Encodes `img` the way the pipeline's encoders are configured (edge/src/transform/
+/// encode.rs: libwebp method 4 on one thread, jpeg-encoder 4:2:0 with optimised Huffman
+/// tables, image's PNG encoder at default compression with adaptive filtering).
 fn encode_alone(img: &image::DynamicImage, fmt: Format, q: u8) -> Result<usize> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
     Ok(match fmt {
-        Format::Webp => {
-            let enc =
-                webp::Encoder::from_image(img).map_err(|e| anyhow::anyhow!("webp encoder: {e}"))?;
-            enc.encode(f32::from(q)).len()
-        }
+        Format::Webp => webp_encode(img, q, 0)?.len(),
         Format::Jpeg => {
             let rgb = img.to_rgb8();
             let mut out = Vec::new();
             let mut enc = jpeg_encoder::Encoder::new(&mut out, q);
-            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
             enc.set_optimized_huffman_tables(true);
             let (w, h) = (u16::try_from(rgb.width())?, u16::try_from(rgb.height())?);
             enc.encode(rgb.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)?;
             out.len()
         }
         Format::Png => {
-            let mut out = std::io::Cursor::new(Vec::new());
-            img.write_to(&mut out, image::ImageFormat::Png)?;
-            out.into_inner().len()
+            let mut out = Vec::new();
+            PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
+                .write_image(
+                    img.as_bytes(),
+                    img.width(),
+                    img.height(),
+                    img.color().into(),
+                )?;
+            out.len()
         }
         Format::Avif => bail!("no AVIF floor"),
     })
