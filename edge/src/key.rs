@@ -1,10 +1,17 @@
 //! Master keys: the viewer's URI path, validated before any store call (DESIGN.md §2).
+//!
+//! The path is percent-decoded once (a `+` stays a literal plus, as in S3 keys) and the
+//! decoded string is what every rule looks at, so an escape cannot smuggle a `..`, a `//`
+//! or the reserved `_variants/` prefix past the checks.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::spec::Format;
 
 /// Prefix of every stored variant; viewers may not address it.
 pub const VARIANTS_PREFIX: &str = "_variants/";
+
+/// Longest accepted key in bytes, measured decoded and without the leading `/`.
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// A validated master object key: percent-decoded UTF-8, no leading `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -12,15 +19,311 @@ pub struct MasterKey(String);
 
 impl MasterKey {
     /// Validate a percent-encoded URI path (as CloudFront gives it, with leading `/`).
+    ///
+    /// Checks, in order: leading `/`, percent-decoding to UTF-8, the safety rules (empty
+    /// key, `//`, trailing `/`, `.`/`..` segments, control characters, backslash, length)
+    /// → 400 `invalid_key`; then the reserved `_variants/` prefix → 404 `not_found`; then
+    /// the master extension → 400 `invalid_key`.
     pub fn from_uri(uri: &str) -> Result<MasterKey> {
-        let _ = uri;
-        todo!()
+        let Some(encoded) = uri.strip_prefix('/') else {
+            return Err(Error::invalid_key("the path must start with '/'"));
+        };
+        let key = decode_path(encoded)?;
+        check_shape(&key)?;
+        if key.starts_with(VARIANTS_PREFIX) {
+            // Variants are reachable only through a query on their master.
+            return Err(Error::not_found("not found"));
+        }
+        if master_format(&key).is_none() {
+            return Err(Error::invalid_key(
+                "the path must name an image ending in .png, .jpg, .jpeg or .webp (lowercase)",
+            ));
+        }
+        Ok(MasterKey(key))
     }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
     /// The master's format from its extension.
     pub fn format(&self) -> Format {
-        todo!()
+        master_format(&self.0).expect("a MasterKey is only built with a master extension")
+    }
+}
+
+impl std::fmt::Display for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn master_format(key: &str) -> Option<Format> {
+    let file = key.rsplit('/').next()?;
+    let (_, ext) = file.rsplit_once('.')?;
+    Format::from_master_extension(ext)
+}
+
+/// Percent-decode a path. Malformed escapes (`%zz`, a lone `%`) are rejected rather than
+/// kept literally, so one key has one spelling.
+fn decode_path(encoded: &str) -> Result<String> {
+    if has_malformed_escape(encoded) {
+        return Err(Error::invalid_key(
+            "the path has a malformed percent-escape; '%' must be followed by two hex digits",
+        ));
+    }
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(encoded).collect();
+    String::from_utf8(bytes)
+        .map_err(|_| Error::invalid_key("the path does not decode to valid UTF-8"))
+}
+
+/// True when some `%` is not followed by two hex digits.
+pub(crate) fn has_malformed_escape(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'%'
+            && !(i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+    })
+}
+
+fn check_shape(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid_key("the path names no image"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid_key(format!(
+            "the key is {} bytes long; at most {MAX_KEY_BYTES} bytes are allowed",
+            key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::invalid_key(
+            "the path contains a control character; they are not allowed in keys",
+        ));
+    }
+    if key.contains('\\') {
+        return Err(Error::invalid_key(
+            "the path contains a backslash; use '/' to separate segments",
+        ));
+    }
+    if key.ends_with('/') {
+        return Err(Error::invalid_key(
+            "the path ends with '/'; it must name an image, not a folder",
+        ));
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => {
+                return Err(Error::invalid_key(
+                    "the path contains an empty segment ('//'); keys have none",
+                ))
+            }
+            "." | ".." => {
+                return Err(Error::invalid_key(
+                    "the path contains a '.' or '..' segment; relative segments are not allowed",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use proptest::prelude::*;
+
+    fn key(uri: &str) -> String {
+        MasterKey::from_uri(uri)
+            .unwrap_or_else(|e| panic!("{uri}: {e}"))
+            .as_str()
+            .to_string()
+    }
+
+    fn err(uri: &str) -> Error {
+        match MasterKey::from_uri(uri) {
+            Ok(k) => panic!("{uri} was accepted as {k:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn assert_invalid(uri: &str, needle: &str) {
+        let e = err(uri);
+        assert_eq!(e.kind, ErrorKind::InvalidKey, "{uri}: {e}");
+        assert_eq!(e.status(), 400, "{uri}");
+        assert_eq!(e.param, None, "{uri}");
+        assert!(
+            e.message.contains(needle),
+            "{uri}: message {:?} lacks {needle:?}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn plain_keys_are_the_path_without_the_slash() {
+        assert_eq!(
+            key("/outputs/2025-02-01/image_001.png"),
+            "outputs/2025-02-01/image_001.png"
+        );
+        assert_eq!(key("/a.jpg"), "a.jpg");
+        assert_eq!(key("/a.b.c.jpeg"), "a.b.c.jpeg");
+        assert_eq!(key("/x/y.webp"), "x/y.webp");
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_plus_is_literal() {
+        assert_eq!(key("/my%20photo.png"), "my photo.png");
+        assert_eq!(key("/a+b.png"), "a+b.png");
+        assert_eq!(key("/a%2Bb.png"), "a+b.png");
+        assert_eq!(key("/caf%C3%A9.png"), "café.png");
+        assert_eq!(key("/%E6%97%A5%E6%9C%AC.jpg"), "日本.jpg");
+        assert_eq!(key("/a%2fb.png"), "a/b.png");
+        // Raw UTF-8 (not encoded) is taken as is.
+        assert_eq!(key("/café.png"), "café.png");
+    }
+
+    #[test]
+    fn formats_come_from_the_extension() {
+        assert_eq!(MasterKey::from_uri("/a.png").unwrap().format(), Format::Png);
+        assert_eq!(
+            MasterKey::from_uri("/a.jpg").unwrap().format(),
+            Format::Jpeg
+        );
+        assert_eq!(
+            MasterKey::from_uri("/a.jpeg").unwrap().format(),
+            Format::Jpeg
+        );
+        assert_eq!(
+            MasterKey::from_uri("/a.webp").unwrap().format(),
+            Format::Webp
+        );
+        assert_eq!(MasterKey::from_uri("/a.jpg").unwrap().to_string(), "a.jpg");
+    }
+
+    #[test]
+    fn path_must_start_with_a_slash() {
+        assert_invalid("a.png", "start with '/'");
+        assert_invalid("", "start with '/'");
+    }
+
+    #[test]
+    fn invalid_utf8_and_malformed_escapes_are_rejected() {
+        assert_invalid("/%FF.png", "UTF-8");
+        assert_invalid("/%C3.png", "UTF-8");
+        assert_invalid("/a%zz.png", "percent-escape");
+        assert_invalid("/a%2.png", "percent-escape");
+        assert_invalid("/a.png%", "percent-escape");
+        assert_invalid("/a.png%4", "percent-escape");
+    }
+
+    #[test]
+    fn traversal_and_odd_segments_are_rejected() {
+        assert_invalid("/outputs/../secret.png", "'..'");
+        assert_invalid("/../secret.png", "'..'");
+        assert_invalid("/./a.png", "'.'");
+        assert_invalid("/a/./b.png", "'.'");
+        assert_invalid("/a/%2E%2E/b.png", "'..'");
+        assert_invalid("/a/%2e/b.png", "'.'");
+        assert_invalid("/a/%2e%2E/b.png", "'..'");
+        assert_invalid("/a//b.png", "'//'");
+        assert_invalid("//a.png", "'//'");
+        assert_invalid("/a/%2Fb.png", "'//'");
+        assert_invalid("/", "names no image");
+        assert_invalid("/outputs/", "ends with '/'");
+        assert_invalid("/a.png/", "ends with '/'");
+        // Dots inside a name are fine.
+        assert_eq!(key("/a/..b.png"), "a/..b.png");
+        assert_eq!(key("/a/.hidden.png"), "a/.hidden.png");
+    }
+
+    #[test]
+    fn control_characters_and_backslash_are_rejected() {
+        assert_invalid("/a%00.png", "control character");
+        assert_invalid("/a%0A.png", "control character");
+        assert_invalid("/a%1F.png", "control character");
+        assert_invalid("/a%7F.png", "control character");
+        assert_invalid("/a%C2%85.png", "control character");
+        assert_invalid("/a\tb.png", "control character");
+        assert_invalid("/a%5Cb.png", "backslash");
+        assert_invalid("/a\\..\\b.png", "backslash");
+    }
+
+    #[test]
+    fn length_is_measured_on_the_decoded_key() {
+        let max = format!("/{}.png", "a".repeat(MAX_KEY_BYTES - 4));
+        assert_eq!(key(&max).len(), MAX_KEY_BYTES);
+        let over = format!("/{}.png", "a".repeat(MAX_KEY_BYTES - 3));
+        assert_invalid(&over, "1025 bytes");
+        // 3 encoded bytes per decoded byte: the encoded form is long, the key is not.
+        let encoded = format!("/{}.png", "%61".repeat(MAX_KEY_BYTES - 4));
+        assert_eq!(key(&encoded).len(), MAX_KEY_BYTES);
+        // Multi-byte characters count in bytes, not characters: 511 × 2 + 4 = 1026.
+        let wide = format!("/{}.png", "é".repeat(511));
+        assert_invalid(&wide, "1026 bytes");
+    }
+
+    #[test]
+    fn extension_must_be_a_lowercase_master_format() {
+        for uri in [
+            "/a.PNG",
+            "/a.Jpg",
+            "/a.gif",
+            "/a.avif",
+            "/a",
+            "/a.png.txt",
+            "/dir.png/a",
+            "/a.",
+            "/png",
+        ] {
+            assert_invalid(uri, ".png, .jpg, .jpeg or .webp");
+        }
+    }
+
+    #[test]
+    fn variants_are_not_addressable() {
+        for uri in [
+            "/_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp",
+            "/_variants/v1/a.png/w=5.png",
+            "/%5Fvariants/v1/a.png/w=5.png",
+            "/%5fvariants/a.png",
+            "/_variants%2Fa.png",
+            "/_variants/a.avif",
+        ] {
+            let e = err(uri);
+            assert_eq!(e.kind, ErrorKind::NotFound, "{uri}");
+            assert_eq!(e.status(), 404, "{uri}");
+            assert_eq!(e.message, "not found", "{uri}");
+        }
+        // Only the exact prefix is reserved (S3 keys are case-sensitive).
+        assert_eq!(key("/_VARIANTS/a.png"), "_VARIANTS/a.png");
+        assert_eq!(key("/x/_variants/a.png"), "x/_variants/a.png");
+        assert_eq!(key("/_variantsx/a.png"), "_variantsx/a.png");
+        // Unsafe shapes are 400 even under the prefix.
+        assert_invalid("/_variants/../a.png", "'..'");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_paths_never_panic(uri in ".*") {
+            let _ = MasterKey::from_uri(&uri);
+        }
+
+        #[test]
+        fn accepted_keys_obey_every_rule(
+            uri in r"/([a-z0-9._~+%\\/-]|%2[eEfF]|%5[cCfF]|%00|%C3%A9|%FF){0,40}\.(png|jpg|jpeg|webp|PNG)"
+        ) {
+            if let Ok(k) = MasterKey::from_uri(&uri) {
+                let s = k.as_str();
+                prop_assert!(!s.is_empty() && s.len() <= MAX_KEY_BYTES);
+                prop_assert!(!s.starts_with(VARIANTS_PREFIX));
+                prop_assert!(!s.contains('\\') && !s.chars().any(char::is_control));
+                prop_assert!(s.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".."));
+                let _ = k.format();
+            }
+        }
     }
 }

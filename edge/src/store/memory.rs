@@ -74,3 +74,13 @@ impl Store for MemStore {
         "memory".to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn passes_the_store_conformance_suite() {
+        crate::store::conformance::run(&MemStore::new()).await;
+    }
+}

@@ -1,0 +1,127 @@
+//! Encoders: libwebp (lossy, method 4, single-threaded: deterministic), jpeg-encoder
+//! (4:2:0, optimised Huffman tables), image's PNG encoder. Each carries the master's ICC
+//! profile into the variant.
+
+use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder};
+
+use super::pixels::Pixels;
+use super::riff;
+use crate::error::{Error, Result};
+use crate::spec::Format;
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+    tracing::error!("transform: {what}: {e}");
+    Error::internal(format!("internal error while {what}"))
+}
+
+/// Largest side libwebp can encode.
+const WEBP_MAX_SIDE: u32 = 16383;
+/// Largest side a baseline JPEG can hold.
+const JPEG_MAX_SIDE: u32 = 65535;
+
+fn too_large_for(format: &str, px: &Pixels, max: u32) -> Result<()> {
+    if px.width > max || px.height > max {
+        return Err(Error::image_too_large(format!(
+            "a {}×{} image cannot be written as {format} (at most {max} pixels a side); ask for a smaller w or h",
+            px.width, px.height
+        )));
+    }
+    Ok(())
+}
+
+pub fn png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder =
+        PngEncoder::new_with_quality(&mut out, CompressionType::Default, PngFilter::Adaptive);
+    if let Some(profile) = icc {
+        encoder
+            .set_icc_profile(profile.to_vec())
+            .map_err(|e| internal("embedding the ICC profile in PNG", e))?;
+    }
+    let colour = match px.channels {
+        1 => ExtendedColorType::L8,
+        2 => ExtendedColorType::La8,
+        3 => ExtendedColorType::Rgb8,
+        _ => ExtendedColorType::Rgba8,
+    };
+    encoder
+        .write_image(&px.data, px.width, px.height, colour)
+        .map_err(|e| internal("encoding PNG", e))?;
+    Ok(out)
+}
+
+/// `px` must have no alpha (flattened by the caller).
+pub fn jpeg(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+    too_large_for("JPEG", px, JPEG_MAX_SIDE)?;
+    let colour = match px.channels {
+        1 => jpeg_encoder::ColorType::Luma,
+        3 => jpeg_encoder::ColorType::Rgb,
+        n => return Err(internal("encoding JPEG", format!("{n} channels"))),
+    };
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    encoder.set_optimized_huffman_tables(true);
+    if let Some(profile) = icc {
+        encoder
+            .add_icc_profile(profile)
+            .map_err(|e| internal("embedding the ICC profile in JPEG", e))?;
+    }
+    encoder
+        .encode(&px.data, px.width as u16, px.height as u16, colour)
+        .map_err(|e| internal("encoding JPEG", e))?;
+    Ok(out)
+}
+
+/// `px` must be RGB or RGBA.
+pub fn webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+    too_large_for("WebP", px, WEBP_MAX_SIDE)?;
+    let layout = match px.channels {
+        3 => webp::PixelLayout::Rgb,
+        4 => webp::PixelLayout::Rgba,
+        n => return Err(internal("encoding WebP", format!("{n} channels"))),
+    };
+    let mut config = webp::WebPConfig::new().map_err(|()| internal("configuring WebP", "init"))?;
+    config.lossless = 0;
+    config.quality = f32::from(quality.clamp(1, 100));
+    config.method = 4;
+    // One thread: libwebp's output is then a pure function of its input.
+    config.thread_level = 0;
+    let encoded = webp::Encoder::new(&px.data, layout, px.width, px.height)
+        .encode_advanced(&config)
+        .map_err(|e| internal("encoding WebP", format!("{e:?}")))?;
+    match icc {
+        None => Ok(encoded.to_vec()),
+        Some(profile) => riff::embed_icc(&encoded, profile)
+            .map_err(|e| internal("embedding the ICC profile in WebP", e)),
+    }
+}
+
+/// Colour space a profile describes (ICC header bytes 16..20), e.g. `RGB ` or `GRAY`.
+pub fn icc_colour_space(profile: &[u8]) -> Option<[u8; 4]> {
+    profile.get(16..20).map(|s| [s[0], s[1], s[2], s[3]])
+}
+
+/// Whether a profile can describe pixels with `channels` channels: an RGB profile on RGB
+/// data, a grey one on grey data. (A CMYK JPEG's profile does not describe the RGB pixels
+/// the decoder gives us.)
+pub fn icc_fits(profile: &[u8], channels: u8) -> bool {
+    match icc_colour_space(profile) {
+        Some(cs) if &cs == b"RGB " => channels >= 3,
+        Some(cs) if &cs == b"GRAY" => channels <= 2,
+        _ => false,
+    }
+}
+
+/// The encoder for a format; AVIF never gets here (the spec rejects it before rendering).
+pub fn encode(px: &Pixels, format: Format, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+    match format {
+        Format::Png => png(px, icc),
+        Format::Jpeg => jpeg(px, quality, icc),
+        Format::Webp => webp(px, quality, icc),
+        Format::Avif => Err(Error::internal(
+            "internal error: AVIF output is not implemented and should have been refused",
+        )),
+    }
+}

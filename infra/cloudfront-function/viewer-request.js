@@ -1,0 +1,245 @@
+// imgedge viewer-request (cloudfront-js-2.0): mirrors edge/src/key.rs + spec.rs. Canonical
+// query, fmt=auto from Accept, so equivalent URLs share one cache entry; bad URLs get the
+// origin's JSON 400/404 here. Max 10 KB; tested on tests/fixtures/spec-cases.json.
+var MAX_SIDE = 8192;
+var MAX_QUERY = 2048;
+var MAX_KEY = 1024;
+var NAMES = 'w, h, fit, fmt, q, dpr, bg';
+var MASTERS = { png: 'png', jpg: 'jpeg', jpeg: 'jpeg', webp: 'webp' };
+var FITS = { cover: 1, contain: 1, fill: 1, inside: 1, outside: 1 };
+var FORMATS = { webp: 'webp', png: 'png', jpeg: 'jpeg', jpg: 'jpeg', auto: 'auto' };
+var ALLOWED = {
+  w: 'w must be an integer from 1 to 8192',
+  h: 'h must be an integer from 1 to 8192',
+  q: 'q must be an integer from 1 to 100',
+  dpr: 'dpr must be a number from 1 to 4 with at most 2 decimals (e.g. 2 or 1.5)',
+  fit: 'fit must be one of cover, contain, fill, inside, outside (lowercase)',
+  fmt: 'fmt must be one of webp, png, jpeg (or jpg), auto (lowercase)',
+  bg: 'bg must be a colour as 6 hex digits RRGGBB, without \'#\' (e.g. ff8800)'
+};
+
+function own(table, name) {
+  return Object.prototype.hasOwnProperty.call(table, name);
+}
+
+function Fail(status, error, param, message) {
+  this.status = status;
+  this.error = error;
+  this.param = param;
+  this.message = message;
+}
+
+function badKey(message) {
+  return new Fail(400, 'invalid_key', null, message);
+}
+
+function bad(param, message) {
+  return new Fail(400, 'invalid_parameter', param, message);
+}
+
+function badValue(name, value) {
+  return bad(name, ALLOWED[name] + ', got \'' + String(value).slice(0, 40) + '\'');
+}
+
+// Percent-decode strictly: a '%' not followed by two hex digits, or bytes that are not
+// UTF-8, make the text invalid (null). '+' stays a literal plus.
+function decode(text) {
+  if (/%(?![0-9A-Fa-f]{2})/.test(text)) return null;
+  try {
+    return decodeURIComponent(text);
+  } catch (e) {
+    return null;
+  }
+}
+
+// [UTF-8 length, has a control character (Unicode Cc)]. A surrogate pair is 4 bytes.
+function scan(text) {
+  var n = 0, control = false;
+  for (var i = 0; i < text.length; i++) {
+    var c = text.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) control = true;
+  }
+  return [n, control];
+}
+
+// The master key from the path, or a Fail; same checks and order as MasterKey::from_uri.
+function masterFormat(uri) {
+  if (uri.charAt(0) !== '/') return badKey('the path must start with \'/\'');
+  var key = decode(uri.slice(1));
+  if (key === null) return badKey('the path is not valid percent-encoded UTF-8');
+  if (key === '') return badKey('the path names no image');
+  var seen = scan(key);
+  if (seen[0] > MAX_KEY) return badKey('the key is longer than 1024 bytes');
+  if (seen[1]) return badKey('the path contains a control character');
+  if (key.indexOf('\\') >= 0) return badKey('the path contains a backslash');
+  var segments = key.split('/');
+  for (var i = 0; i < segments.length; i++) {
+    var s = segments[i];
+    if (s === '' || s === '.' || s === '..') {
+      return badKey('the path has an empty, \'.\' or \'..\' segment');
+    }
+  }
+  if (key.indexOf('_variants/') === 0) return new Fail(404, 'not_found', null, 'not found');
+  var file = segments[segments.length - 1];
+  var dot = file.lastIndexOf('.');
+  var ext = dot >= 0 ? file.slice(dot + 1) : '';
+  if (!own(MASTERS, ext)) {
+    return badKey('the path must name an image ending in .png, .jpg, .jpeg or .webp (lowercase)');
+  }
+  return MASTERS[ext];
+}
+
+// The query object as [name, rawValue] pairs. CloudFront groups repeats under
+// multiValue; each repeat is kept so that it is reported.
+function pairs(querystring) {
+  var out = [];
+  for (var name in querystring) {
+    var entry = querystring[name];
+    var values = entry.multiValue && entry.multiValue.length ? entry.multiValue : [entry];
+    for (var i = 0; i < values.length; i++) out.push([name, String(values[i].value || '')]);
+  }
+  return out;
+}
+
+function integer(name, value, max) {
+  if (!/^[1-9][0-9]{0,8}$/.test(value) || Number(value) > max) throw badValue(name, value);
+  return Number(value);
+}
+
+// dpr in exact hundredths (100-400).
+function hundredths(value) {
+  var m = /^([0-9])(?:\.([0-9]{1,2}))?$/.exec(value);
+  var total = m ? Number(m[1]) * 100 + Number(((m[2] || '') + '00').slice(0, 2)) : 0;
+  if (total < 100 || total > 400) throw badValue('dpr', value);
+  return total;
+}
+
+// True when Accept lists `media` itself (not a wildcard) with a weight above 0.
+function accepts(accept, media) {
+  if (!accept) return false;
+  var ranges = accept.split(',');
+  for (var i = 0; i < ranges.length; i++) {
+    var parts = ranges[i].split(';');
+    if (parts[0].trim().toLowerCase() !== media) continue;
+    var weight = 1000;
+    for (var j = 1; j < parts.length; j++) {
+      var eq = parts[j].indexOf('=');
+      if (eq >= 0 && parts[j].slice(0, eq).trim().toLowerCase() === 'q') {
+        var m = /^(?:0(?:\.([0-9]{0,3}))?|1(?:\.0{0,3})?)$/.exec(parts[j].slice(eq + 1).trim());
+        weight = !m ? 0 : m[0].charAt(0) === '1' ? 1000 : Number(((m[1] || '') + '000').slice(0, 3));
+      }
+    }
+    if (weight > 0) return true;
+  }
+  return false;
+}
+
+// The canonical query for a master of `master` format; throws a Fail for a bad query.
+function canonical(list, master, accept) {
+  var rawLength = list.length ? list.length - 1 : 0;
+  for (var k = 0; k < list.length; k++) rawLength += list[k][0].length + 1 + list[k][1].length;
+  if (rawLength > MAX_QUERY) throw bad('query', 'the query is longer than 2048 bytes');
+  var given = {};
+  for (var i = 0; i < list.length; i++) {
+    var name = list[i][0];
+    var raw = list[i][1];
+    if (name === '') throw bad('query', 'the query has an empty parameter name; allowed: ' + NAMES);
+    if (!own(ALLOWED, name)) {
+      throw bad(name, 'unknown parameter \'' + name.slice(0, 40) + '\'; allowed (lowercase): ' + NAMES);
+    }
+    if (given[name] !== undefined) {
+      throw bad(name, name + ' is given more than once; give each parameter at most once');
+    }
+    if (raw === '') throw bad(name, name + ' has an empty value; ' + ALLOWED[name]);
+    var value = decode(raw);
+    if (value === null) throw bad(name, name + ' is not valid percent-encoded UTF-8; ' + ALLOWED[name]);
+    if (name === 'w' || name === 'h') given[name] = integer(name, value, MAX_SIDE);
+    else if (name === 'q') given.q = integer(name, value, 100);
+    else if (name === 'dpr') given.dpr = hundredths(value);
+    else if (name === 'fit') {
+      if (!own(FITS, value)) throw badValue(name, value);
+      given.fit = value;
+    } else if (name === 'fmt') {
+      if (value === 'avif') throw bad('fmt', 'avif output is not supported yet; use webp, png or jpeg');
+      if (!own(FORMATS, value)) throw badValue(name, value);
+      given.fmt = FORMATS[value];
+    } else {
+      if (!/^[0-9A-Fa-f]{6}$/.test(value)) throw badValue(name, value);
+      given.bg = value.toLowerCase();
+    }
+  }
+
+  var both = given.w !== undefined && given.h !== undefined;
+  if (given.fit !== undefined && !both) {
+    throw bad('fit', 'fit needs both w and h; with only one side the aspect ratio is kept');
+  }
+  if (given.dpr !== undefined && given.w === undefined && given.h === undefined) {
+    throw bad('dpr', 'dpr needs w or h; it multiplies the requested size');
+  }
+  var dpr = given.dpr || 100;
+  var sides = ['w', 'h'];
+  var out = [];
+  for (var s = 0; s < 2; s++) {
+    if (given[sides[s]] === undefined) continue;
+    var size = Math.floor((given[sides[s]] * dpr + 50) / 100);
+    if (size > MAX_SIDE) {
+      throw bad(sides[s], sides[s] + ' x dpr is ' + size + ' pixels; at most 8192 are allowed');
+    }
+    out.push(sides[s] + '=' + size);
+  }
+  var fit = both ? given.fit || 'cover' : null;
+  if (fit && fit !== 'cover') out.push('fit=' + fit);
+
+  var format = given.fmt === 'auto' ? (accepts(accept, 'image/webp') ? 'webp' : master) : given.fmt || master;
+  if (format !== master) out.push('fmt=' + format);
+  if (given.q !== undefined) {
+    if (format !== 'png') {
+      if (given.q !== 80) out.push('q=' + given.q);
+    } else if (given.fmt !== 'auto') {
+      // With auto the author cannot know the format, so q is ignored when it picks PNG.
+      throw bad('q', 'q sets the quality of lossy formats (webp, jpeg), but this output is png; remove q or add fmt=webp or fmt=jpeg');
+    }
+  }
+  if (given.bg !== undefined && given.bg !== 'ffffff' && (fit === 'contain' || format === 'jpeg')) {
+    out.push('bg=' + given.bg);
+  }
+  return out.join('&');
+}
+
+function header(headers, name) {
+  var h = headers && headers[name];
+  if (!h) return null;
+  if (h.multiValue && h.multiValue.length) {
+    return h.multiValue.map(function (v) { return v.value; }).join(',');
+  }
+  return h.value;
+}
+
+function reply(fail) {
+  var body = { status: fail.status, error: fail.error };
+  if (fail.param !== null) body.param = fail.param;
+  body.message = fail.message;
+  return {
+    statusCode: fail.status,
+    statusDescription: fail.status === 404 ? 'Not Found' : 'Bad Request',
+    headers: {
+      'content-type': { value: 'application/json' },
+      'cache-control': { value: 'public, max-age=60' }
+    },
+    body: { encoding: 'text', data: JSON.stringify(body) }
+  };
+}
+
+function handler(event) {
+  var request = event.request;
+  var master = masterFormat(request.uri);
+  if (master instanceof Fail) return reply(master);
+  try {
+    request.querystring = canonical(pairs(request.querystring || {}), master, header(request.headers, 'accept'));
+  } catch (e) {
+    if (e instanceof Fail) return reply(e);
+    throw e;
+  }
+  return request;
+}

@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""Policy rules for infra/template.yaml (DESIGN.md §7, issue 6), in the spirit of cfn-guard.
+
+Usage: check_template.py TEMPLATE [--function infra/cloudfront-function/viewer-request.js]
+
+Each rule is a function over the parsed template that returns the violations it finds, so a
+broken template names the rule it breaks (infra/policy/test_policy.py breaks each on purpose).
+The YAML loader understands CloudFormation's short tags (!Ref, !Sub, !GetAtt, ...), turning
+them into their long JSON forms, so the rules see what CloudFormation sees.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+# DESIGN.md §1: the URL API's parameters, which are the cache key's query allowlist.
+URL_API_PARAMS = ["w", "h", "fit", "fmt", "q", "dpr", "bg"]
+HTTPS_ONLY = {"redirect-to-https", "https-only"}
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader plus CloudFormation's `!Tag` short forms."""
+
+
+def _cfn_tag(loader: CfnLoader, suffix: str, node: yaml.Node):
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=CfnLoader)
+
+
+def resources(t: dict, kind: str) -> dict:
+    return {k: r for k, r in t.get("Resources", {}).items() if r.get("Type") == kind}
+
+
+def props(resource: dict) -> dict:
+    return resource.get("Properties", {}) or {}
+
+
+def as_list(x) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+def refers_to(value, logical_id: str) -> bool:
+    """True when a value is (or is a Sub/GetAtt/Ref over) the given resource."""
+    if isinstance(value, dict):
+        if value.get("Ref") == logical_id:
+            return True
+        if "Fn::GetAtt" in value and as_list(value["Fn::GetAtt"])[0] == logical_id:
+            return True
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"]
+            text = text[0] if isinstance(text, list) else text
+            return bool(re.search(r"\$\{" + re.escape(logical_id) + r"(\.[A-Za-z]+)?\}", text))
+    return False
+
+
+def walk(node, path="$"):
+    """Every (path, key, value) of mappings in a nested structure."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path, k, v
+            yield from walk(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, f"{path}[{i}]")
+
+
+def policy_documents(t: dict):
+    """(label, document) for every IAM policy document in the template."""
+    for name, r in t.get("Resources", {}).items():
+        p = props(r)
+        if "PolicyDocument" in p:
+            yield name, p["PolicyDocument"]
+        if "AssumeRolePolicyDocument" in p:
+            yield f"{name}.AssumeRolePolicyDocument", p["AssumeRolePolicyDocument"]
+        for i, pol in enumerate(p.get("Policies", []) or []):
+            yield f"{name}.Policies[{i}]", pol.get("PolicyDocument", {})
+
+
+def statements(doc: dict) -> list:
+    return as_list(doc.get("Statement", []))
+
+
+def image_bucket_ids(t: dict) -> list:
+    return list(resources(t, "AWS::S3::Bucket"))
+
+
+def distributions(t: dict) -> dict:
+    return resources(t, "AWS::CloudFront::Distribution")
+
+
+def behaviors(dist: dict) -> list:
+    cfg = props(dist).get("DistributionConfig", {})
+    return [cfg.get("DefaultCacheBehavior", {})] + list(cfg.get("CacheBehaviors", []) or [])
+
+
+# --- rules -----------------------------------------------------------------------------
+
+
+def rule_public_access_blocked(t):
+    """Every bucket blocks all four kinds of public access and has no public ACL."""
+    out = []
+    buckets = resources(t, "AWS::S3::Bucket")
+    if not buckets:
+        out.append("no S3 bucket in the template")
+    for name, b in buckets.items():
+        block = props(b).get("PublicAccessBlockConfiguration", {})
+        for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if block.get(flag) is not True:
+                out.append(f"{name}: PublicAccessBlockConfiguration.{flag} is not true")
+        if props(b).get("AccessControl") not in (None, "Private"):
+            out.append(f"{name}: AccessControl {props(b)['AccessControl']} grants public access")
+    return out
+
+
+def rule_bucket_hygiene(t):
+    """Owner enforced (no ACLs), encryption at rest, variants expire."""
+    out = []
+    for name, b in resources(t, "AWS::S3::Bucket").items():
+        p = props(b)
+        rules = p.get("OwnershipControls", {}).get("Rules", [])
+        if [r.get("ObjectOwnership") for r in rules] != ["BucketOwnerEnforced"]:
+            out.append(f"{name}: ObjectOwnership is not BucketOwnerEnforced")
+        sse = p.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        if not any(s.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for s in sse):
+            out.append(f"{name}: no default encryption")
+        lifecycle = p.get("LifecycleConfiguration", {}).get("Rules", [])
+        if not any(
+            r.get("Status") == "Enabled" and r.get("Prefix") == "_variants/" and r.get("ExpirationInDays")
+            for r in lifecycle
+        ):
+            out.append(f"{name}: no enabled lifecycle rule expiring _variants/")
+    return out
+
+
+def rule_origin_uses_oac(t):
+    """Every S3 origin is reached through an always-signing SigV4 OAC, never an OAI."""
+    out = []
+    oacs = resources(t, "AWS::CloudFront::OriginAccessControl")
+    for oac_name, oac in oacs.items():
+        cfg = props(oac).get("OriginAccessControlConfig", {})
+        if (cfg.get("SigningBehavior"), cfg.get("SigningProtocol"), cfg.get("OriginAccessControlOriginType")) != (
+            "always",
+            "sigv4",
+            "s3",
+        ):
+            out.append(f"{oac_name}: OAC must be s3 / sigv4 / always sign")
+    if not distributions(t):
+        out.append("no CloudFront distribution in the template")
+    for dname, d in distributions(t).items():
+        origins = props(d).get("DistributionConfig", {}).get("Origins", [])
+        if not origins:
+            out.append(f"{dname}: no origins")
+        for o in origins:
+            label = f"{dname} origin {o.get('Id')}"
+            if not any(refers_to(o.get("DomainName"), b) for b in image_bucket_ids(t)):
+                out.append(f"{label}: origin is not the template's bucket")
+            if not any(refers_to(o.get("OriginAccessControlId"), n) for n in oacs):
+                out.append(f"{label}: OriginAccessControlId does not name the template's OAC")
+            if o.get("S3OriginConfig", {}).get("OriginAccessIdentity", "") != "":
+                out.append(f"{label}: uses a legacy origin access identity")
+    return out
+
+
+def rule_bucket_policy_is_the_seeds(t):
+    """Bucket policy: only CloudFront's service principal, only for this distribution."""
+    out = []
+    policies = resources(t, "AWS::S3::BucketPolicy")
+    if not policies:
+        out.append("no bucket policy: CloudFront (OAC) could not read the bucket")
+    dists = list(distributions(t))
+    for name, pol in policies.items():
+        p = props(pol)
+        if not any(refers_to(p.get("Bucket"), b) for b in image_bucket_ids(t)):
+            out.append(f"{name}: not attached to the template's bucket")
+        stmts = statements(p.get("PolicyDocument", {}))
+        sids = [s.get("Sid") for s in stmts]
+        if "AllowCloudFrontServicePrincipal" not in sids:
+            out.append(f"{name}: no statement AllowCloudFrontServicePrincipal")
+        for s in stmts:
+            label = f"{name} statement {s.get('Sid')}"
+            if s.get("Effect") != "Allow":
+                continue
+            if s.get("Principal") != {"Service": "cloudfront.amazonaws.com"}:
+                out.append(f"{label}: principal is not exactly Service cloudfront.amazonaws.com")
+            source = s.get("Condition", {}).get("StringEquals", {}).get("AWS:SourceArn")
+            if not any(refers_to(source, d) for d in dists) or "cloudfront::" not in str(source):
+                out.append(f"{label}: no StringEquals AWS:SourceArn condition on this distribution's ARN")
+            actions = set(as_list(s.get("Action", [])))
+            if not actions <= {"s3:GetObject", "s3:ListBucket"}:
+                out.append(f"{label}: grants {sorted(actions)}; CloudFront needs only s3:GetObject (+ s3:ListBucket)")
+        if "s3:GetObject" not in {a for s in stmts for a in as_list(s.get("Action", []))}:
+            out.append(f"{name}: CloudFront is not granted s3:GetObject")
+    return out
+
+
+def rule_no_star_principal(t):
+    """No policy anywhere names `*` as principal (directly or as AWS: *)."""
+    out = []
+    for label, doc in policy_documents(t):
+        for s in statements(doc):
+            pr = s.get("Principal")
+            values = [pr] if isinstance(pr, str) else [v for vs in (pr or {}).values() for v in as_list(vs)]
+            if "*" in values:
+                out.append(f"{label} statement {s.get('Sid')}: principal '*'")
+            if "NotPrincipal" in s:
+                out.append(f"{label} statement {s.get('Sid')}: NotPrincipal")
+    return out
+
+
+def rule_no_wildcard_actions(t):
+    """No `s3:*` (or any wildcard action, or NotAction) in any policy."""
+    out = []
+    for label, doc in policy_documents(t):
+        for s in statements(doc):
+            if "NotAction" in s:
+                out.append(f"{label} statement {s.get('Sid')}: NotAction")
+            for a in as_list(s.get("Action", [])):
+                if isinstance(a, str) and "*" in a:
+                    out.append(f"{label} statement {s.get('Sid')}: wildcard action {a}")
+    return out
+
+
+def rule_cache_key_is_the_url_api(t, url_params=URL_API_PARAMS):
+    """Cache key: exactly the URL API's query parameters; no cookies, no headers."""
+    out = []
+    policies = resources(t, "AWS::CloudFront::CachePolicy")
+    if not policies:
+        out.append("no cache policy")
+    for name, cp in policies.items():
+        key = props(cp).get("CachePolicyConfig", {}).get("ParametersInCacheKeyAndForwardedToOrigin", {})
+        qs = key.get("QueryStringsConfig", {})
+        if qs.get("QueryStringBehavior") != "whitelist":
+            out.append(f"{name}: QueryStringBehavior is {qs.get('QueryStringBehavior')}, not whitelist")
+        given = qs.get("QueryStrings", [])
+        if sorted(given) != sorted(url_params) or len(given) != len(set(given)):
+            out.append(f"{name}: query allowlist {given} is not the URL API's {url_params}")
+        if key.get("CookiesConfig", {}).get("CookieBehavior") != "none":
+            out.append(f"{name}: cookies are in the cache key")
+        if key.get("HeadersConfig", {}).get("HeaderBehavior") != "none":
+            out.append(f"{name}: headers are in the cache key")
+        cfg = props(cp).get("CachePolicyConfig", {})
+        if not (cfg.get("DefaultTTL") == 86400 and cfg.get("MaxTTL") == 31536000):
+            out.append(f"{name}: TTLs are not default 1 day / max 1 year")
+        if not (key.get("EnableAcceptEncodingGzip") and key.get("EnableAcceptEncodingBrotli")):
+            out.append(f"{name}: gzip/brotli not enabled")
+    for dname, d in distributions(t).items():
+        for b in behaviors(d):
+            if not any(refers_to(b.get("CachePolicyId"), n) for n in policies):
+                out.append(f"{dname}: a cache behavior does not use the template's cache policy")
+    return out
+
+
+def rule_https_only(t):
+    """Viewers only over HTTPS (redirect or refuse), modern TLS with a custom certificate."""
+    out = []
+    for dname, d in distributions(t).items():
+        cfg = props(d).get("DistributionConfig", {})
+        for b in behaviors(d):
+            if b.get("ViewerProtocolPolicy") not in HTTPS_ONLY:
+                out.append(f"{dname}: ViewerProtocolPolicy {b.get('ViewerProtocolPolicy')} allows plain HTTP")
+        if cfg.get("HttpVersion") != "http2and3":
+            out.append(f"{dname}: HttpVersion is not http2and3")
+        for _, k, v in walk(cfg.get("ViewerCertificate", {})):
+            if k == "MinimumProtocolVersion" and v != "TLSv1.2_2021":
+                out.append(f"{dname}: MinimumProtocolVersion {v}, want TLSv1.2_2021")
+            if k == "SslSupportMethod" and v != "sni-only":
+                out.append(f"{dname}: SslSupportMethod {v}, want sni-only")
+    return out
+
+
+def rule_edge_functions(t):
+    """viewer-request CloudFront Function + origin-request Lambda@Edge by numbered version."""
+    out = []
+    functions = resources(t, "AWS::CloudFront::Function")
+    versions = resources(t, "AWS::Lambda::Version")
+    lambdas = resources(t, "AWS::Lambda::Function")
+    for name, f in functions.items():
+        if props(f).get("FunctionConfig", {}).get("Runtime") != "cloudfront-js-2.0":
+            out.append(f"{name}: runtime is not cloudfront-js-2.0")
+    for name, f in lambdas.items():
+        p = props(f)
+        if not str(p.get("Runtime", "")).startswith("nodejs"):
+            out.append(f"{name}: Lambda@Edge needs a Node.js runtime, got {p.get('Runtime')}")
+        if p.get("Architectures", ["x86_64"]) != ["x86_64"]:
+            out.append(f"{name}: Lambda@Edge runs x86_64 only")
+        if "Environment" in p:
+            out.append(f"{name}: Lambda@Edge cannot have environment variables")
+    for dname, d in distributions(t).items():
+        b = behaviors(d)[0]
+        fa = b.get("FunctionAssociations", [])
+        if not any(a.get("EventType") == "viewer-request" and any(refers_to(a.get("FunctionARN"), n) for n in functions) for a in fa):
+            out.append(f"{dname}: no viewer-request association of the template's CloudFront Function")
+        la = b.get("LambdaFunctionAssociations", [])
+        good = [
+            a
+            for a in la
+            if a.get("EventType") == "origin-request" and any(refers_to(a.get("LambdaFunctionARN"), v) for v in versions)
+        ]
+        if not good:
+            out.append(f"{dname}: no origin-request association of a numbered Lambda version")
+        if any(a.get("IncludeBody") is not False for a in good):
+            out.append(f"{dname}: origin-request association must have IncludeBody false")
+    return out
+
+
+def rule_edge_role_least_privilege(t):
+    """Edge role: trusted by lambda + edgelambda; writes only _variants/*; no other services."""
+    out = []
+    allowed = {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    roles = resources(t, "AWS::IAM::Role")
+    for name, r in roles.items():
+        p = props(r)
+        trusted = set()
+        for s in statements(p.get("AssumeRolePolicyDocument", {})):
+            trusted |= set(as_list((s.get("Principal") or {}).get("Service", [])))
+        if trusted != {"lambda.amazonaws.com", "edgelambda.amazonaws.com"}:
+            out.append(f"{name}: trusted by {sorted(trusted)}, want lambda and edgelambda")
+        if p.get("ManagedPolicyArns"):
+            out.append(f"{name}: managed policies are broader than needed")
+        for pol in p.get("Policies", []) or []:
+            for s in statements(pol.get("PolicyDocument", {})):
+                actions = set(as_list(s.get("Action", [])))
+                if not actions <= allowed:
+                    out.append(f"{name}: grants {sorted(actions - allowed)}")
+                if "s3:PutObject" in actions:
+                    for res in as_list(s.get("Resource")):
+                        text = res.get("Fn::Sub", "") if isinstance(res, dict) else str(res)
+                        if not str(text).endswith("/_variants/*"):
+                            out.append(f"{name}: s3:PutObject on {res}, want only _variants/*")
+                for res in as_list(s.get("Resource")):
+                    if res == "*":
+                        out.append(f"{name}: statement {s.get('Sid')} on Resource '*'")
+    return out
+
+
+def rule_function_code(t, function_js: str | None):
+    """The CloudFront Function's code is the checked-in source (rendered template) or the placeholder."""
+    out = []
+    for name, f in resources(t, "AWS::CloudFront::Function").items():
+        code = props(f).get("FunctionCode", "")
+        if "@@VIEWER_REQUEST_JS@@" in code:
+            continue
+        if function_js is None:
+            out.append(f"{name}: inlined code but no --function source to compare with")
+        elif code.strip() != function_js.strip():
+            out.append(f"{name}: FunctionCode differs from infra/cloudfront-function/viewer-request.js")
+    return out
+
+
+RULES = [
+    rule_public_access_blocked,
+    rule_bucket_hygiene,
+    rule_origin_uses_oac,
+    rule_bucket_policy_is_the_seeds,
+    rule_no_star_principal,
+    rule_no_wildcard_actions,
+    rule_cache_key_is_the_url_api,
+    rule_https_only,
+    rule_edge_functions,
+    rule_edge_role_least_privilege,
+]
+
+
+def function_params(function_js: str) -> list:
+    """The parameter names the CloudFront Function accepts (its NAMES line)."""
+    m = re.search(r"var NAMES = '([^']*)'", function_js)
+    return [n.strip() for n in m.group(1).split(",")] if m else []
+
+
+def check(t: dict, function_js: str | None = None) -> dict:
+    """{rule name: [violations]} for every rule that fails."""
+    failures = {}
+    for rule in RULES:
+        found = rule(t)
+        if found:
+            failures[rule.__name__] = found
+    found = rule_function_code(t, function_js)
+    if function_js is not None and function_params(function_js) != URL_API_PARAMS:
+        found.append(f"the CloudFront Function accepts {function_params(function_js)}, not {URL_API_PARAMS}")
+    if found:
+        failures[rule_function_code.__name__] = found
+    return failures
+
+
+def main(argv: list) -> int:
+    args = argv[1:]
+    function_js = None
+    if "--function" in args:
+        i = args.index("--function")
+        function_js = Path(args[i + 1]).read_text(encoding="utf-8")
+        del args[i : i + 2]
+    if len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    failures = check(load(args[0]), function_js)
+    total = len(RULES) + 1
+    for rule, found in failures.items():
+        for v in found:
+            print(f"FAIL {rule}: {v}")
+    print(f"{args[0]}: {total - len(failures)}/{total} policy rules pass")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

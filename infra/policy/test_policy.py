@@ -1,0 +1,155 @@
+"""The policy rules pass on the real template and fail, naming the right rule, on broken copies.
+
+Run: python -m unittest discover -s infra/policy   (infra/test.sh does)
+
+Each broken copy is made by a textual edit of infra/template.yaml that must match exactly
+once, so a template change cannot silently turn a case into a no-op; the copy is written to a
+temporary file and read back through the CloudFormation-aware loader, as the check does.
+"""
+
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import check_template as ct
+
+INFRA = Path(__file__).resolve().parent.parent
+TEMPLATE = INFRA / "template.yaml"
+FUNCTION = INFRA / "cloudfront-function" / "viewer-request.js"
+
+# (what is broken, old text, new text, the rule that must fail)
+BREAKAGES = [
+    ("public policy allowed", "BlockPublicPolicy: true", "BlockPublicPolicy: false", "rule_public_access_blocked"),
+    ("public ACLs honoured", "IgnorePublicAcls: true", "IgnorePublicAcls: false", "rule_public_access_blocked"),
+    (
+        "public-read ACL",
+        "      BucketName: !Ref BucketName\n",
+        "      BucketName: !Ref BucketName\n      AccessControl: PublicRead\n",
+        "rule_public_access_blocked",
+    ),
+    ("ACLs enabled", "ObjectOwnership: BucketOwnerEnforced", "ObjectOwnership: ObjectWriter", "rule_bucket_hygiene"),
+    ("variants never expire", "Prefix: _variants/", "Prefix: variants/", "rule_bucket_hygiene"),
+    (
+        "origin without OAC",
+        "            OriginAccessControlId: !GetAtt OriginAccessControl.Id\n",
+        "",
+        "rule_origin_uses_oac",
+    ),
+    ("OAC that does not sign", "SigningBehavior: always", "SigningBehavior: no-override", "rule_origin_uses_oac"),
+    (
+        "star principal in the bucket policy",
+        "            Principal:\n              Service: cloudfront.amazonaws.com\n            Action: s3:GetObject\n",
+        "            Principal: \"*\"\n            Action: s3:GetObject\n",
+        "rule_no_star_principal",
+    ),
+    (
+        "AWS star principal in the bucket policy",
+        "            Principal:\n              Service: cloudfront.amazonaws.com\n            Action: s3:ListBucket\n",
+        "            Principal:\n              AWS: \"*\"\n            Action: s3:ListBucket\n",
+        "rule_bucket_policy_is_the_seeds",
+    ),
+    (
+        "bucket policy without SourceArn",
+        "            Action: s3:ListBucket\n            Resource: !GetAtt ImageBucket.Arn\n            Condition:\n              StringEquals:\n",
+        "            Action: s3:ListBucket\n            Resource: !GetAtt ImageBucket.Arn\n            Condition:\n              StringLike:\n",
+        "rule_bucket_policy_is_the_seeds",
+    ),
+    (
+        "bucket policy for another distribution",
+        '                AWS:SourceArn: !Sub "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${Distribution}"\n          - Sid: AllowCloudFrontListBucketForMisses',
+        '                AWS:SourceArn: "arn:aws:cloudfront::111122223333:distribution/EOTHER"\n          - Sid: AllowCloudFrontListBucketForMisses',
+        "rule_bucket_policy_is_the_seeds",
+    ),
+    (
+        "s3:* in the bucket policy",
+        "            Action: s3:GetObject\n            Resource: !Sub \"${ImageBucket.Arn}/*\"\n            Condition:",
+        "            Action: s3:*\n            Resource: !Sub \"${ImageBucket.Arn}/*\"\n            Condition:",
+        "rule_no_wildcard_actions",
+    ),
+    ("s3:* in the edge role", "                Action: s3:PutObject", "                Action: s3:*", "rule_no_wildcard_actions"),
+    ("extra query parameter in the cache key", "QueryStrings: [w, h, fit, fmt, q, dpr, bg]", "QueryStrings: [w, h, fit, fmt, q, dpr, bg, v]", "rule_cache_key_is_the_url_api"),
+    ("missing query parameter in the cache key", "QueryStrings: [w, h, fit, fmt, q, dpr, bg]", "QueryStrings: [w, h, fit, fmt, q, dpr]", "rule_cache_key_is_the_url_api"),
+    ("all query strings in the cache key", "QueryStringBehavior: whitelist", "QueryStringBehavior: all", "rule_cache_key_is_the_url_api"),
+    ("Accept in the cache key", "            HeaderBehavior: none", "            HeaderBehavior: whitelist\n            Headers: [Accept]", "rule_cache_key_is_the_url_api"),
+    ("plain HTTP allowed", "ViewerProtocolPolicy: redirect-to-https", "ViewerProtocolPolicy: allow-all", "rule_https_only"),
+    ("old TLS", "MinimumProtocolVersion: TLSv1.2_2021", "MinimumProtocolVersion: TLSv1", "rule_https_only"),
+    ("$LATEST associated", "LambdaFunctionARN: !Ref EdgeFunctionVersion", "LambdaFunctionARN: !GetAtt EdgeFunction.Arn", "rule_edge_functions"),
+    ("body sent to Lambda@Edge", "IncludeBody: false", "IncludeBody: true", "rule_edge_functions"),
+    ("arm64 at the edge", "Architectures: [x86_64]", "Architectures: [arm64]", "rule_edge_functions"),
+    ("CloudFront Function not associated", "EventType: viewer-request", "EventType: viewer-response", "rule_edge_functions"),
+    ("role not trusted by edgelambda", "                - edgelambda.amazonaws.com\n", "", "rule_edge_role_least_privilege"),
+    (
+        "role writes masters",
+        'Resource: !Sub "${ImageBucket.Arn}/_variants/*"',
+        'Resource: !Sub "${ImageBucket.Arn}/*"',
+        "rule_edge_role_least_privilege",
+    ),
+    ("role may delete", "                Action: s3:PutObject", "                Action: [s3:PutObject, s3:DeleteObject]", "rule_edge_role_least_privilege"),
+]
+
+
+def broken_copy(old: str, new: str) -> dict:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"the edit must match once, matched {text.count(old)}: {old!r}"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text.replace(old, new))
+    try:
+        return ct.load(f.name)
+    finally:
+        Path(f.name).unlink()
+
+
+class PolicyRules(unittest.TestCase):
+    def test_the_template_passes_every_rule(self):
+        self.assertEqual(ct.check(ct.load(TEMPLATE), FUNCTION.read_text()), {})
+
+    def test_each_broken_copy_fails_its_rule(self):
+        for what, old, new, rule in BREAKAGES:
+            with self.subTest(what):
+                failures = ct.check(broken_copy(old, new))
+                self.assertIn(rule, failures, f"{what}: {failures}")
+
+    def test_every_rule_is_exercised_by_a_breakage(self):
+        broken = {rule for *_, rule in BREAKAGES}
+        self.assertEqual(broken, {r.__name__ for r in ct.RULES})
+
+    def test_an_empty_template_fails_instead_of_passing_vacuously(self):
+        failures = ct.check({"Resources": {}})
+        for rule in ("rule_public_access_blocked", "rule_origin_uses_oac", "rule_bucket_policy_is_the_seeds", "rule_cache_key_is_the_url_api"):
+            self.assertIn(rule, failures)
+
+    def test_inlined_function_code_must_be_the_source(self):
+        text = TEMPLATE.read_text(encoding="utf-8").replace(
+            "        // @@VIEWER_REQUEST_JS@@", "        function handler(event) { return event.request; }"
+        )
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(text)
+        try:
+            failures = ct.check(ct.load(f.name), FUNCTION.read_text())
+        finally:
+            Path(f.name).unlink()
+        self.assertIn("rule_function_code", failures)
+
+    def test_the_loader_reads_short_tags_as_cloudformation_does(self):
+        t = ct.load(TEMPLATE)
+        dist = t["Resources"]["Distribution"]["Properties"]["DistributionConfig"]
+        self.assertEqual(dist["Origins"][0]["OriginAccessControlId"], {"Fn::GetAtt": ["OriginAccessControl", "Id"]})
+        self.assertEqual(t["Resources"]["EdgeFunctionVersion"]["Properties"]["FunctionName"], {"Ref": "EdgeFunction"})
+        self.assertIn("Fn::If", dist["ViewerCertificate"])
+
+    def test_the_command_line_exits_nonzero_on_a_broken_template(self):
+        text = TEMPLATE.read_text(encoding="utf-8").replace("BlockPublicAcls: true", "BlockPublicAcls: false")
+        with tempfile.TemporaryDirectory() as d:
+            broken = Path(d) / "broken.yaml"
+            broken.write_text(text)
+            run = subprocess.run(
+                [sys.executable, str(Path(ct.__file__)), str(broken)], capture_output=True, text=True, check=False
+            )
+        self.assertEqual(run.returncode, 1, run.stdout + run.stderr)
+        self.assertIn("FAIL rule_public_access_blocked", run.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()

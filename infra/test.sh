@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Every offline check of infra/ (DESIGN.md §7), quick enough for each test run:
+#   cfn-lint (0 errors, 0 warnings) on the template and on the template as deploy.sh renders it,
+#   policy rules (infra/policy) incl. their tests on deliberately broken copies,
+#   ShellCheck on every shell script of the repository,
+#   node tests of the viewer-request CloudFront Function (shared fixture),
+#   deploy.sh --dry-run call sequences and error messages.
+#
+#   infra/test.sh           all of the above
+#   infra/test.sh --moto    also deploy.sh against a local moto server (slow: ~1 min)
+#
+# Tools come from the project's one pinned venv (scripts/tools.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MOTO=0
+for arg in "$@"; do
+  case "$arg" in
+    --moto) MOTO=1 ;;
+    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "infra/test.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+# One pinned tool venv for every script of the project (scripts/tools.sh).
+# shellcheck source=scripts/tools.sh
+. "$ROOT/scripts/tools.sh"
+imgedge_tools
+command -v node >/dev/null || { echo "infra/test.sh: node (>= 20) is needed for the CloudFront Function tests" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+failed=()
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "── $name"
+  if "$@"; then
+    echo "   ok ($((SECONDS - start)) s)"
+  else
+    echo "   FAILED: $name"
+    failed+=("$name")
+  fi
+}
+
+# Tracked or new (not ignored) files that are shell scripts: *.sh or a sh/bash shebang.
+shell_scripts() {
+  cd "$ROOT"
+  local list=(git ls-files --cached --others --exclude-standard -z)
+  # Outside a git checkout (an exported tarball), every file but build output and deps.
+  git rev-parse --git-dir >/dev/null 2>&1 ||
+    list=(find . -type f -not -path './target/*' -not -path '*/node_modules/*' -not -path './.git/*' -printf '%P\0')
+  "${list[@]}" | while IFS= read -r -d '' f; do
+    [[ -f "$f" ]] || continue
+    if [[ "$f" == *.sh ]] || head -n1 "$f" 2>/dev/null | grep -Eq '^#!.*[/ ](ba)?sh( |$)'; then
+      printf '%s\n' "$f"
+    fi
+  done
+}
+
+run_shellcheck() {
+  local scripts
+  mapfile -t scripts < <(shell_scripts)
+  echo "   ${#scripts[@]} scripts: ${scripts[*]}"
+  ((${#scripts[@]})) && (cd "$ROOT" && shellcheck -x "${scripts[@]}")
+}
+
+RENDERED="$WORK/template.rendered.yaml"
+FUNCTION_JS="$ROOT/infra/cloudfront-function/viewer-request.js"
+
+step "render the template (deploy.sh render)" bash "$ROOT/infra/deploy.sh" render "$RENDERED"
+step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
+step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" --function "$FUNCTION_JS"
+step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS"
+step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
+step "shellcheck" run_shellcheck
+step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"
+step "deploy.sh dry run and errors" env IMGEDGE_AWS_CLI="$IMGEDGE_VENV/bin/aws" IMGEDGE_TEST_MOTO="$MOTO" \
+  python -m unittest discover -s "$ROOT/infra/tests" -t "$ROOT/infra/tests"
+
+if ((${#failed[@]})); then
+  printf 'infra/test.sh: %d step(s) failed:\n' "${#failed[@]}"
+  printf '  - %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "infra/test.sh: all infra checks passed"

@@ -1,0 +1,165 @@
+"""infra/deploy.sh for real against a local moto server (S3, CloudFormation, Lambda, IAM).
+
+Opt-in (about 30 s): IMGEDGE_TEST_MOTO=1, with `aws` and `moto_server` on PATH
+(infra/test.sh --moto sets this up). What moto does with the stack (checked here, and in
+docs/deploy.md): it creates the bucket (encryption only), the IAM role with its inline
+policies, the Lambda function from the uploaded zip and version 1; it silently skips the
+bucket's public-access block, ownership controls and lifecycle, the BucketPolicy, OAC,
+CachePolicy, CloudFront Function and Distribution, so the stack has no outputs; it does not
+publish a new Lambda version when the Version resource changes. The function zip here is a
+minimal Node handler: moto cannot run Lambda without docker, so the real package is not needed.
+"""
+
+import ast
+import base64
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+INFRA = Path(__file__).resolve().parent.parent
+DEPLOY = INFRA / "deploy.sh"
+ACCOUNT = "123456789012"  # moto's account id
+BUCKET = f"imgedge-images-{ACCOUNT}"
+ARTIFACTS = f"imgedge-artifacts-{ACCOUNT}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@unittest.skipUnless(os.environ.get("IMGEDGE_TEST_MOTO") == "1", "opt-in: IMGEDGE_TEST_MOTO=1 (infra/test.sh --moto)")
+class DeployAgainstMoto(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        port = free_port()
+        cls.log = open(Path(cls.tmp.name) / "moto.log", "w")
+        cls.moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=cls.log, stderr=subprocess.STDOUT)
+        cls.endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(cls.endpoint + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        cls.env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": cls.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "HOME": cls.tmp.name,
+        }
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.terminate()
+        cls.moto.wait(timeout=10)
+        cls.log.close()
+        cls.tmp.cleanup()
+
+    def zip_with(self, name: str, body: str) -> Path:
+        path = Path(self.tmp.name) / name
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("index.mjs", body)
+            z.writestr("config.json", json.dumps({"bucket": BUCKET, "region": "us-east-1"}))
+        return path
+
+    def deploy_sh(self, *args, zip_path=None, ok=True):
+        env = dict(self.env)
+        if zip_path:
+            env["IMGEDGE_ZIP"] = str(zip_path)
+        run = subprocess.run(["bash", str(DEPLOY), *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+        if ok:
+            self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        return run
+
+    def aws(self, *args):
+        run = subprocess.run(
+            ["aws", *args, "--region", "us-east-1", "--output", "json"], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+        self.assertEqual(run.returncode, 0, run.stderr)
+        return json.loads(run.stdout) if run.stdout.strip() else None
+
+    def test_deploy_update_invalidate_destroy(self):
+        first = self.zip_with("v1.zip", "export const handler = async (event) => event.Records[0].cf.request;\n")
+        self.deploy_sh("deploy", zip_path=first)
+
+        stack = self.aws("cloudformation", "describe-stacks", "--stack-name", "imgedge")["Stacks"][0]
+        self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+        # The artifact: uploaded under its content hash, and what the function runs.
+        digest = hashlib.sha256(first.read_bytes()).digest()
+        key = f"edge-function/{digest.hex()}.zip"
+        self.aws("s3api", "head-object", "--bucket", ARTIFACTS, "--key", key)
+        fn = self.aws("lambda", "get-function", "--function-name", "imgedge-origin-request")["Configuration"]
+        self.assertEqual(fn["CodeSha256"], base64.b64encode(digest).decode())
+        self.assertEqual((fn["Runtime"], fn["Handler"], fn["MemorySize"], fn["Timeout"]), ("nodejs22.x", "index.handler", 1536, 30))
+        self.assertEqual(fn["Architectures"], ["x86_64"])
+        self.assertNotIn("Environment", fn)
+        versions = self.aws("lambda", "list-versions-by-function", "--function-name", "imgedge-origin-request")["Versions"]
+        self.assertIn("1", [v["Version"] for v in versions], "a numbered version for CloudFront")
+        # The role: trusted by lambda and edgelambda, writes only variants.
+        role = self.aws("iam", "get-role", "--role-name", fn["Role"].rsplit("/", 1)[1])["Role"]
+        trust = role["AssumeRolePolicyDocument"]
+        services = {s for st in trust["Statement"] for s in st["Principal"]["Service"]}
+        self.assertEqual(services, {"lambda.amazonaws.com", "edgelambda.amazonaws.com"})
+        images = self.aws("iam", "get-role-policy", "--role-name", role["RoleName"], "--policy-name", "images")["PolicyDocument"]
+        if isinstance(images, str):  # moto keeps a CloudFormation-made document as text
+            text = urllib.parse.unquote(images)
+            try:
+                images = json.loads(text)
+            except ValueError:
+                images = ast.literal_eval(text)  # ...as Python's repr of the dict
+        put = [s for s in images["Statement"] if s["Action"] == "s3:PutObject"]
+        self.assertEqual([s["Resource"] for s in put], [f"arn:aws:s3:::{BUCKET}/_variants/*"])
+        # The image bucket, encrypted.
+        sse = self.aws("s3api", "get-bucket-encryption", "--bucket", BUCKET)
+        self.assertEqual(sse["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "AES256")
+
+        # Same code again: nothing uploaded, the stack is left as it is.
+        again = self.deploy_sh("deploy", zip_path=first)
+        self.assertIn("already uploaded", again.stderr)
+        # New code: a new content-hashed key, and the function runs it.
+        second = self.zip_with("v2.zip", "export const handler = async (event) => event.Records[0].cf.request; // v2\n")
+        self.deploy_sh("deploy", zip_path=second)
+        fn = self.aws("lambda", "get-function", "--function-name", "imgedge-origin-request")["Configuration"]
+        self.assertEqual(fn["CodeSha256"], base64.b64encode(hashlib.sha256(second.read_bytes()).digest()).decode())
+
+        # moto drops the distribution, so the stack has no DistributionId to invalidate.
+        run = self.deploy_sh("invalidate", "/outputs/*", ok=False)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("has no DistributionId output", run.stderr)
+
+        # destroy: the stack goes, the image bucket stays.
+        self.deploy_sh("destroy")
+        stacks = self.aws("cloudformation", "list-stacks")["StackSummaries"]
+        self.assertTrue(all(s["StackStatus"] == "DELETE_COMPLETE" for s in stacks if s["StackName"] == "imgedge"))
+        buckets = [b["Name"] for b in self.aws("s3api", "list-buckets")["Buckets"]]
+        self.assertIn(BUCKET, buckets)
+        functions = [f["FunctionName"] for f in self.aws("lambda", "list-functions")["Functions"]]
+        self.assertNotIn("imgedge-origin-request", functions)
+
+        # A new stack cannot take over the kept bucket: deploy says so before CloudFormation.
+        run = self.deploy_sh("deploy", zip_path=first, ok=False)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn(f"bucket {BUCKET} already exists but stack imgedge does not", run.stderr)
+        self.assertEqual(self.aws("cloudformation", "list-stacks")["StackSummaries"], stacks, "no stack was attempted")
+
+
+if __name__ == "__main__":
+    unittest.main()
