@@ -208,3 +208,214 @@ impl Origin {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::spec::Format;
+    use crate::store::MemStore;
+
+    const MASTER: &str = "outputs/2025-02-01/image_001.png";
+
+    fn png(width: u32, height: u32, shade: u8) -> Bytes {
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x * 255 / width) as u8, (y * 255 / height) as u8, shade])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        Bytes::from(out.into_inner())
+    }
+
+    async fn store_with_master(body: Bytes) -> Arc<MemStore> {
+        let store = Arc::new(MemStore::new());
+        let meta = ObjectMeta {
+            content_type: Some("image/png".into()),
+            ..Default::default()
+        };
+        store
+            .put(
+                MASTER,
+                body,
+                PutOptions {
+                    meta,
+                    if_none_match: false,
+                },
+            )
+            .await
+            .unwrap();
+        store
+    }
+
+    fn request(query: &str) -> (MasterKey, VariantSpec) {
+        let resolved = resolve(&format!("/{MASTER}"), query, None).unwrap();
+        (resolved.master, resolved.spec.expect("a variant query"))
+    }
+
+    #[tokio::test]
+    async fn builds_once_then_reuses_a_fresh_variant() {
+        let store = store_with_master(png(64, 48, 10)).await;
+        let (master, spec) = request("w=32&fmt=webp");
+        let first = ensure_variant(&*store, &master, &spec, &Limits::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            first.key,
+            "_variants/v1/outputs/2025-02-01/image_001.png/w=32,fmt=webp.webp"
+        );
+        assert!(first.built.is_some());
+        let variant = store.get(&first.key).await.unwrap().unwrap();
+        let master_etag = store.head(MASTER).await.unwrap().unwrap().etag;
+        assert_eq!(variant.head.meta.metadata[SOURCE_ETAG], master_etag);
+        assert_eq!(
+            variant.head.meta.content_type.as_deref(),
+            Some("image/webp")
+        );
+        assert_eq!(
+            variant.head.meta.cache_control.as_deref(),
+            Some(VARIANT_CACHE_CONTROL)
+        );
+        assert_eq!(&variant.body[..4], b"RIFF");
+
+        let second = ensure_variant(&*store, &master, &spec, &Limits::default())
+            .await
+            .unwrap();
+        assert_eq!(second.key, first.key);
+        assert_eq!(second.built, None, "a fresh variant is reused");
+    }
+
+    #[tokio::test]
+    async fn a_replaced_master_makes_the_variant_stale_and_it_is_rebuilt() {
+        let store = store_with_master(png(64, 48, 10)).await;
+        let (master, spec) = request("w=32&fmt=png");
+        let first = ensure_variant(&*store, &master, &spec, &Limits::default())
+            .await
+            .unwrap();
+        let old = store.get(&first.key).await.unwrap().unwrap();
+
+        store
+            .put(MASTER, png(64, 48, 200), PutOptions::default())
+            .await
+            .unwrap();
+        let again = ensure_variant(&*store, &master, &spec, &Limits::default())
+            .await
+            .unwrap();
+        assert!(again.built.is_some(), "stale variant rebuilt");
+        let new = store.get(&again.key).await.unwrap().unwrap();
+        assert_ne!(old.body, new.body);
+        let master_etag = store.head(MASTER).await.unwrap().unwrap().etag;
+        assert_eq!(new.head.meta.metadata[SOURCE_ETAG], master_etag);
+    }
+
+    #[tokio::test]
+    async fn a_variant_without_source_etag_is_rebuilt() {
+        let store = store_with_master(png(64, 48, 10)).await;
+        let (master, spec) = request("w=16&fmt=jpeg");
+        let key = spec.variant_key(&master);
+        store
+            .put(
+                &key,
+                Bytes::from_static(b"not a variant"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        let ensured = ensure_variant(&*store, &master, &spec, &Limits::default())
+            .await
+            .unwrap();
+        assert!(ensured.built.is_some());
+        let body = store.get(&key).await.unwrap().unwrap().body;
+        assert_eq!(&body[..3], &[0xFF, 0xD8, 0xFF], "a real JPEG replaced it");
+    }
+
+    #[tokio::test]
+    async fn errors_leave_no_variant_behind() {
+        // Missing master → 404.
+        let store = Arc::new(MemStore::new());
+        let (master, spec) = request("w=16&fmt=webp");
+        let err = ensure_variant(&*store, &master, &spec, &Limits::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert!(store.list("").await.unwrap().is_empty());
+
+        // Not an image → 415.
+        let store = store_with_master(Bytes::from_static(b"\x89PNG\r\n\x1a\ntruncated")).await;
+        let err = ensure_variant(&*store, &master, &spec, &Limits::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::UnsupportedImage);
+        assert_eq!(store.list(VARIANTS).await.unwrap(), Vec::<String>::new());
+
+        // Over the byte limit → 422 before reading the body.
+        let store = store_with_master(png(64, 48, 10)).await;
+        let limits = Limits {
+            max_bytes: 10,
+            ..Limits::default()
+        };
+        let err = ensure_variant(&*store, &master, &spec, &limits)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ImageTooLarge);
+        assert!(store.list(VARIANTS).await.unwrap().is_empty());
+
+        // Over the pixel limit → 422 from the header.
+        let limits = Limits {
+            max_pixels: 64 * 48 - 1,
+            ..Limits::default()
+        };
+        let err = ensure_variant(&*store, &master, &spec, &limits)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ImageTooLarge);
+        assert!(store.list(VARIANTS).await.unwrap().is_empty());
+    }
+
+    const VARIANTS: &str = crate::key::VARIANTS_PREFIX;
+
+    #[tokio::test]
+    async fn concurrent_first_requests_render_once() {
+        let store = store_with_master(png(256, 256, 10)).await;
+        let origin = Arc::new(Origin::new(store.clone(), Limits::default()));
+        let uri = format!("/{MASTER}");
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let origin = origin.clone();
+                let uri = uri.clone();
+                tokio::spawn(async move { origin.handle(&uri, "w=100&fmt=webp", None).await })
+            })
+            .collect();
+        let mut built = 0;
+        for t in tasks {
+            let ensured = t.await.unwrap().unwrap();
+            built += usize::from(ensured.built.is_some());
+        }
+        assert_eq!(built, 1, "single flight: one render for 40 requests");
+        assert_eq!(store.list(VARIANTS).await.unwrap().len(), 1);
+        assert!(
+            origin.inflight.lock().unwrap().is_empty(),
+            "locks are forgotten"
+        );
+    }
+
+    #[test]
+    fn resolve_checks_the_key_before_the_query() {
+        let err = resolve("/a/../b.png", "w=0", None).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidKey);
+        let err = resolve("/a/b.png", "w=0", None).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidParameter);
+        let err = resolve("/_variants/v1/a.png/w=5.png", "", None).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn identity_queries_serve_the_master() {
+        let r = resolve("/a/b.png", "fmt=png", None).unwrap();
+        assert_eq!(r.spec, None);
+        assert_eq!(r.canonical_query(), "");
+        let r = resolve("/a/b.webp", "q=80&fmt=webp", None).unwrap();
+        assert_eq!(r.spec, None);
+        let r = resolve("/a/b.png", "w=5&fmt=webp", None).unwrap();
+        assert_eq!(r.spec.map(|s| s.format), Some(Format::Webp));
+    }
+}
