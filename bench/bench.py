@@ -7,7 +7,7 @@ What is measured (docs/performance.md has the why):
   rotates every round) so the load of a busy machine falls on both alike; medians and p95
   of every render are reported.
 - one-shot: a fresh process per render (start-up, file read and write included), wall
-  time and peak RSS from wait4's rusage.
+  time and peak RSS from /usr/bin/time.
 - floor: the parts of imgedge's work measured alone (bare inflate, full PNG decode, encode
   of an output-sized image), interleaved with the rest.
 - quality: output bytes and SSIM against a reference downscale made by Pillow's Lanczos
@@ -100,16 +100,30 @@ def p95(xs: list[float]) -> float:
     return float(np.percentile(xs, 95)) if xs else float("nan")
 
 
+def timed(cmd: list[str], **popen) -> tuple[subprocess.Popen, str]:
+    """`cmd` under /usr/bin/time, which reports the peak RSS of `cmd` alone. (wait4's
+    rusage from Python would count the forked Python's pages from before the exec.)"""
+    fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+    os.close(fd)
+    return subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file] + cmd, **popen), rss_file
+
+
+def peak_rss_mib(rss_file: str) -> float:
+    with open(rss_file) as f:
+        kib = int(f.read().strip().splitlines()[-1])
+    os.unlink(rss_file)
+    return kib / 1024.0
+
+
 def run_once(cmd: list[str], cwd: str | None = None) -> tuple[float, float]:
     """Wall ms and peak RSS (MiB) of one fresh process."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc, rss_file = timed(cmd, cwd=cwd, stdout=subprocess.DEVNULL)
+    proc.wait()
     wall = (time.perf_counter() - t) * 1e3
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, peak_rss_mib(rss_file)
 
 
 def composite_grey(img: Image.Image) -> np.ndarray:
@@ -301,7 +315,7 @@ def free_port() -> int:
 def bench_serve(args) -> dict | None:
     edge = os.path.join(args.bin_dir, "edge")
     probe = subprocess.run([edge, "serve", "--help"], capture_output=True, text=True)
-    if probe.returncode != 0:
+    if probe.returncode != 0 or "--listen" not in probe.stdout:
         print("\n### edge serve: skipped (this build has no `edge serve`)")
         return None
     if not shutil.which("wrk"):
@@ -463,19 +477,19 @@ def bench_cold(args) -> dict | None:
                 event = os.path.join(args.work, f"event-{side}.json")
                 json.dump(origin_request_event("/" + key, "w=512&fmt=webp", bucket), open(event, "w"))
                 t = time.perf_counter()
-                proc = subprocess.Popen(
+                proc, rss_file = timed(
                     ["node", os.path.join(sharp_dir, "coldstart.mjs"), handler, event],
                     stdout=subprocess.PIPE, env=env, text=True,
                 )
                 out = proc.stdout.read() if proc.stdout else ""
-                _, status, usage = os.wait4(proc.pid, 0)
+                proc.wait()
                 wall = (time.perf_counter() - t) * 1e3
-                if os.waitstatus_to_exitcode(status) != 0 or not out.strip():
+                if proc.returncode != 0 or not out.strip():
                     raise RuntimeError(f"cold start of {side} failed: {out}")
                 r = json.loads(out)
                 if not r.get("uri", "") or "_variants/" not in r["uri"]:
                     raise RuntimeError(f"cold start of {side}: no variant URI in {r}")
-                r.update(wall_ms=wall, peak_rss_mib=usage.ru_maxrss / 1024.0)
+                r.update(wall_ms=wall, peak_rss_mib=peak_rss_mib(rss_file))
                 samples[side].append(r)
     finally:
         moto.terminate()
