@@ -103,30 +103,40 @@ impl Pixels {
     /// pixels they have). libvips does the same integer pre-shrink before its Lanczos3
     /// reduce on large shrink factors: it is fast and alias-free.
     pub fn box_shrink(&self, kx: u32, ky: u32) -> Pixels {
-        let n = self.channels as usize;
+        match self.channels {
+            1 => self.box_shrink_n::<1>(kx, ky),
+            2 => self.box_shrink_n::<2>(kx, ky),
+            3 => self.box_shrink_n::<3>(kx, ky),
+            _ => self.box_shrink_n::<4>(kx, ky),
+        }
+    }
+
+    /// `N` channels as a constant, so the inner loops unroll and vectorise.
+    fn box_shrink_n<const N: usize>(&self, kx: u32, ky: u32) -> Pixels {
         let (w, h) = (self.width as usize, self.height as usize);
         let (kx, ky) = (kx as usize, ky as usize);
         let (ow, oh) = (w.div_ceil(kx), h.div_ceil(ky));
-        let mut out = vec![0u8; ow * oh * n];
-        let mut sums = vec![0u32; ow * n];
-        for oy in 0..oh {
-            sums.iter_mut().for_each(|s| *s = 0);
+        let mut out = vec![0u8; ow * oh * N];
+        let mut sums = vec![[0u32; N]; ow];
+        for (oy, out_row) in out.chunks_exact_mut(ow * N).enumerate() {
+            sums.iter_mut().for_each(|s| *s = [0; N]);
             let rows = (oy * ky)..((oy + 1) * ky).min(h);
             let row_count = rows.len();
             for y in rows {
-                let row = &self.data[y * w * n..(y + 1) * w * n];
-                for (x, px) in row.chunks_exact(n).enumerate() {
-                    let base = (x / kx) * n;
-                    for c in 0..n {
-                        sums[base + c] += u32::from(px[c]);
+                let row = &self.data[y * w * N..(y + 1) * w * N];
+                for (sum, block) in sums.iter_mut().zip(row.chunks(kx * N)) {
+                    for px in block.chunks_exact(N) {
+                        for c in 0..N {
+                            sum[c] += u32::from(px[c]);
+                        }
                     }
                 }
             }
-            for ox in 0..ow {
+            for (ox, (sum, dst)) in sums.iter().zip(out_row.chunks_exact_mut(N)).enumerate() {
                 let cols = ((ox + 1) * kx).min(w) - ox * kx;
                 let count = (cols * row_count) as u32;
-                for c in 0..n {
-                    out[(oy * ow + ox) * n + c] = ((sums[ox * n + c] + count / 2) / count) as u8;
+                for c in 0..N {
+                    dst[c] = ((sum[c] + count / 2) / count) as u8;
                 }
             }
         }

@@ -151,4 +151,30 @@ mod tests {
         assert_eq!((&c[0].fourcc, c[0].payload), (b"ABCD", &b"odd"[..]));
         assert_eq!((&c[1].fourcc, c[1].payload), (b"EFGH", &b"even"[..]));
     }
+
+    #[test]
+    fn lossless_bitstream_gets_vp8x_with_its_alpha_and_size() {
+        // 3×2 RGBA with real alpha, lossless: libwebp writes a bare `VP8L` chunk.
+        let rgba: Vec<u8> = (0..6u8)
+            .flat_map(|i| [i * 40, 10, 200, 255 - i * 50])
+            .collect();
+        let lossless = webp::Encoder::from_rgba(&rgba, 3, 2).encode_lossless();
+        assert_eq!(chunks(&lossless).unwrap()[0].fourcc, *b"VP8L");
+        let icc = b"pretend profile, odd length".to_vec();
+        let out = embed_icc(&lossless, &icc).unwrap();
+        let c = chunks(&out).unwrap();
+        let names: Vec<[u8; 4]> = c.iter().map(|c| c.fourcc).collect();
+        assert_eq!(names, vec![*b"VP8X", *b"ICCP", *b"VP8L"]);
+        assert_eq!(c[0].payload, &[0x30, 0, 0, 0, 2, 0, 0, 1, 0, 0][..]);
+        assert_eq!(c[1].payload, &icc[..]);
+        // An independent reader (image-webp) accepts it and returns the profile and pixels.
+        let mut decoder =
+            image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&out)).unwrap();
+        use image::ImageDecoder;
+        assert_eq!(decoder.icc_profile().unwrap(), Some(icc));
+        assert_eq!(decoder.dimensions(), (3, 2));
+        let mut pixels = vec![0u8; 24];
+        decoder.read_image(&mut pixels).unwrap();
+        assert_eq!(pixels, rgba);
+    }
 }

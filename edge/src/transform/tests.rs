@@ -914,3 +914,32 @@ fn animated_png_renders_its_first_frame() {
         "first frame is red"
     );
 }
+
+#[test]
+fn golden_box_pre_shrink_with_cover_crop_and_rotation() {
+    // Cover 100×100 of a 1600×800 master: centre 800×800 crop, factor 8 → box 4 + Lanczos3.
+    let img = DynamicImage::ImageRgb8(photo(1600, 800));
+    let master = png_of(&img);
+    let s = spec(Some(100), Some(100), Some(Fit::Cover), Format::Png);
+    let out = decoded(&render_ok(&master, &s).bytes);
+    let reference = lanczos(&img.crop_imm(400, 0, 800, 800), 100, 100);
+    let score = ssim(&out, &reference);
+    assert!(score > 0.97, "cover with box pre-shrink: SSIM {score}");
+
+    // EXIF 6 on the same master: the box pre-shrink runs on the stored pixels, rotated after.
+    let tiff = tiff_orientation(6);
+    let master = png_raw(
+        1600,
+        800,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        img.as_bytes(),
+        |_| {},
+        &[(b"eXIf", &tiff)],
+    );
+    let out = decoded(&render_ok(&master, &w(80, Format::Png)).bytes);
+    assert_eq!(out.dimensions(), (80, 160));
+    let reference = lanczos(&oriented(&img, Orientation::Rotate90), 80, 160);
+    let score = ssim(&out, &reference);
+    assert!(score > 0.97, "rotated with box pre-shrink: SSIM {score}");
+}

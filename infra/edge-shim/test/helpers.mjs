@@ -1,0 +1,224 @@
+// Test kit for the shim: a real moto S3 server, a real `bootstrap`, a function directory
+// laid out like the Lambda zip (index.mjs + bootstrap + config.json), and a PNG writer.
+
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const SHIM_DIR = resolve(HERE, "..");
+export const REPO = resolve(SHIM_DIR, "../..");
+export const FIXTURES = join(REPO, "edge/tests/fixtures/cloudfront");
+
+// The SDK in the child reads these; moto accepts any credentials.
+process.env.AWS_ACCESS_KEY_ID ??= "testing";
+process.env.AWS_SECRET_ACCESS_KEY ??= "testing";
+process.env.AWS_REGION ??= "us-east-1";
+process.env.AWS_EC2_METADATA_DISABLED = "true";
+
+/** The real bootstrap: `$IMGEDGE_BOOTSTRAP`, else the debug build of the target dir. */
+export function bootstrapPath() {
+  const path =
+    process.env.IMGEDGE_BOOTSTRAP ??
+    join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "debug", "bootstrap");
+  if (!existsSync(path)) {
+    throw new Error(`${path} is missing: run \`cargo build -p edge --bin bootstrap\` or set IMGEDGE_BOOTSTRAP`);
+  }
+  return path;
+}
+
+export function fixture(name) {
+  return JSON.parse(readFileSync(join(FIXTURES, name), "utf8"));
+}
+
+export async function freePort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitForPort(port, timeoutMs) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const ok = await new Promise((r) => {
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => (s.destroy(), r(true)));
+      s.once("error", () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+}
+
+// moto routes a request to a service by the credential scope of its Authorization header
+// (signatures are not checked); without one, S3 calls are misrouted.
+const AUTH = {
+  authorization:
+    "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+};
+
+async function s3fetch(url, init = {}) {
+  return fetch(url, { ...init, headers: { ...AUTH, ...init.headers } });
+}
+
+/** moto's S3 server on loopback; `stop()` and `start()` again on the same port. */
+export class Moto {
+  constructor(port) {
+    this.port = port;
+    this.endpoint = `http://127.0.0.1:${port}`;
+  }
+  static async start(port) {
+    const moto = new Moto(port ?? (await freePort()));
+    await moto.start();
+    return moto;
+  }
+  async start() {
+    const program = process.env.MOTO_SERVER ?? "moto_server";
+    this.child = spawn(program, ["-H", "127.0.0.1", "-p", String(this.port)], { stdio: "ignore" });
+    this.child.on("error", (e) => console.error(`cannot start ${program}: ${e.message}`));
+    await waitForPort(this.port, 20_000);
+  }
+  async stop() {
+    if (!this.child) return;
+    const exited = new Promise((r) => this.child.once("exit", r));
+    this.child.kill("SIGKILL");
+    await exited;
+    this.child = null;
+  }
+  url(bucket, key = "") {
+    return `${this.endpoint}/${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
+  }
+  async createBucket(bucket) {
+    const res = await s3fetch(this.url(bucket), { method: "PUT" });
+    if (!res.ok) throw new Error(`create bucket: ${res.status}`);
+  }
+  /** PUT an object; returns its ETag (quoted, as S3 gives it). */
+  async put(bucket, key, body, contentType) {
+    const res = await s3fetch(this.url(bucket, key), {
+      method: "PUT",
+      body,
+      headers: { "content-type": contentType },
+    });
+    if (!res.ok) throw new Error(`put ${key}: ${res.status}`);
+    return res.headers.get("etag");
+  }
+  async head(bucket, key) {
+    return s3fetch(this.url(bucket, key), { method: "HEAD" });
+  }
+  async get(bucket, key) {
+    const res = await s3fetch(this.url(bucket, key));
+    return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+  }
+  async keys(bucket, prefix) {
+    const res = await s3fetch(`${this.endpoint}/${bucket}?list-type=2&prefix=${encodeURIComponent(prefix)}`);
+    const xml = await res.text();
+    if (!res.ok || !xml.includes("<ListBucketResult")) throw new Error(`list ${prefix}: ${res.status} ${xml}`);
+    return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
+  }
+}
+
+/**
+ * A directory laid out like the function zip: a copy of index.mjs, the bootstrap
+ * (symlinked), config.json. Returns the imported shim module (one instance per dir).
+ */
+export async function functionDir(config, { bootstrap = bootstrapPath(), index = join(SHIM_DIR, "index.mjs") } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "imgedge-shim-"));
+  copyFileSync(index, join(dir, "index.mjs"));
+  symlinkSync(bootstrap, join(dir, "bootstrap"));
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  const shim = await import(join(dir, "index.mjs"));
+  return { dir, shim };
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type, data) {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, "ascii");
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/** An 8-bit RGB PNG of a colour gradient, `width`×`height`. */
+export function gradientPng(width, height) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // colour type RGB
+  const raw = Buffer.alloc(height * (1 + width * 3));
+  for (let y = 0; y < height; y++) {
+    const row = y * (1 + width * 3);
+    raw[row] = 0; // filter: none
+    for (let x = 0; x < width; x++) {
+      const p = row + 1 + x * 3;
+      raw[p] = (x * 255) / width;
+      raw[p + 1] = (y * 255) / height;
+      raw[p + 2] = ((x + y) * 97) & 0xff;
+    }
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** Width and height of a PNG from its IHDR. */
+export function pngSize(buf) {
+  return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
+}
+
+/** An origin-request event like the documented one, for `uri?querystring`. */
+export function eventFor(uri, querystring, accept) {
+  const event = fixture("image_001-w512-webp.json");
+  const request = event.Records[0].cf.request;
+  request.uri = uri;
+  request.querystring = querystring;
+  if (accept === undefined) delete request.headers.accept;
+  else request.headers.accept = [{ key: "Accept", value: accept }];
+  return event;
+}
+
+export function header(response, name) {
+  return response.headers?.[name]?.[0]?.value;
+}
+
+/** Unpack a zip into `dir` (`unzip` keeps Unix modes; python's zipfile needs a chmod). */
+export function unzipTo(zip, dir) {
+  const hasUnzip = spawnSync("unzip", ["-v"], { stdio: "ignore" }).status === 0;
+  const run = hasUnzip
+    ? spawnSync("unzip", ["-q", "-o", zip, "-d", dir], { stdio: "inherit" })
+    : spawnSync("python3", ["-m", "zipfile", "-e", zip, dir], { stdio: "inherit" });
+  if (run.status !== 0) throw new Error(`cannot unzip ${zip}`);
+  if (!hasUnzip) chmodSync(join(dir, "bootstrap"), 0o755);
+}
+
+/** Names in a zip, sorted. */
+export function zipEntries(zip) {
+  const run = spawnSync("python3", ["-c", "import sys,zipfile; print('\\n'.join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))", zip], {
+    encoding: "utf8",
+  });
+  if (run.status !== 0) throw new Error(`cannot list ${zip}: ${run.stderr}`);
+  return run.stdout.trim().split("\n");
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Build the Lambda@Edge function zip: dist/edge-function.zip with index.mjs (the Node.js
+# shim), bootstrap (the Rust handler, x86_64, glibc 2.17) and config.json at its root.
+#
+# Usage: infra/package.sh --bucket NAME [--region R] [--endpoint-url URL]
+#                         [--max-pixels N] [--max-bytes N] [--out FILE] [--skip-build]
+# Each option falls back to an environment variable: IMGEDGE_BUCKET, IMGEDGE_REGION,
+# IMGEDGE_ENDPOINT_URL, IMGEDGE_MAX_PIXELS, IMGEDGE_MAX_BYTES, IMGEDGE_ZIP.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="x86_64-unknown-linux-gnu.2.17"
+LIMIT_BYTES=$((50 * 1024 * 1024)) # Lambda@Edge origin-request zip limit
+
+bucket="${IMGEDGE_BUCKET:-}"
+region="${IMGEDGE_REGION:-us-east-1}"
+endpoint_url="${IMGEDGE_ENDPOINT_URL:-}"
+max_pixels="${IMGEDGE_MAX_PIXELS:-50000000}"
+max_bytes="${IMGEDGE_MAX_BYTES:-33554432}"
+out="${IMGEDGE_ZIP:-$ROOT/dist/edge-function.zip}"
+skip_build=false
+
+usage() {
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --bucket) bucket="$2"; shift 2 ;;
+        --region) region="$2"; shift 2 ;;
+        --endpoint-url) endpoint_url="$2"; shift 2 ;;
+        --max-pixels) max_pixels="$2"; shift 2 ;;
+        --max-bytes) max_bytes="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        --skip-build) skip_build=true; shift ;;
+        -h | --help) usage 0 ;;
+        *) echo "unknown option: $1" >&2; usage 2 ;;
+    esac
+done
+
+[[ -n "$bucket" ]] || { echo "--bucket (or IMGEDGE_BUCKET) is required" >&2; exit 2; }
+for n in "$max_pixels" "$max_bytes"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "limits must be positive integers, got '$n'" >&2; exit 2; }
+done
+
+build_dir="${CARGO_TARGET_DIR:-$ROOT/target}/lambda"
+bootstrap="$build_dir/bootstrap/bootstrap"
+
+if [[ "$skip_build" == false ]]; then
+    # cargo-lambda brings zig, which links against glibc 2.17 as Lambda needs.
+    if ! command -v cargo-lambda >/dev/null 2>&1; then
+        python3 -m pip install --quiet cargo-lambda
+    fi
+    (cd "$ROOT" && cargo lambda build --release --bin bootstrap --target "$TARGET" --lambda-dir "$build_dir")
+fi
+[[ -x "$bootstrap" ]] || { echo "no bootstrap at $bootstrap (build it first)" >&2; exit 1; }
+
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+cp "$ROOT/infra/edge-shim/index.mjs" "$stage/index.mjs"
+cp "$bootstrap" "$stage/bootstrap"
+chmod 0755 "$stage/bootstrap"
+chmod 0644 "$stage/index.mjs"
+
+# config.json: JSON built by python so odd characters in values are escaped correctly.
+BUCKET="$bucket" REGION="$region" ENDPOINT_URL="$endpoint_url" \
+    MAX_PIXELS="$max_pixels" MAX_BYTES="$max_bytes" python3 - "$stage/config.json" <<'PY'
+import json, os, sys
+config = {
+    "bucket": os.environ["BUCKET"],
+    "region": os.environ["REGION"],
+    "endpoint_url": os.environ["ENDPOINT_URL"] or None,
+    "max_pixels": int(os.environ["MAX_PIXELS"]),
+    "max_bytes": int(os.environ["MAX_BYTES"]),
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(config, f, indent=2)
+    f.write("\n")
+PY
+chmod 0644 "$stage/config.json"
+
+mkdir -p "$(dirname "$out")"
+rm -f "$out"
+# Zip with stored Unix modes (bootstrap must stay executable); python's zipfile keeps them.
+python3 - "$stage" "$out" <<'PY'
+import os, sys, zipfile
+stage, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    for name in ("index.mjs", "bootstrap", "config.json"):
+        z.write(os.path.join(stage, name), name)
+PY
+
+size=$(stat -c %s "$out")
+if ((size >= LIMIT_BYTES)); then
+    echo "$out is $size bytes: over the 50 MB Lambda@Edge limit" >&2
+    exit 1
+fi
+echo "$out: $size bytes ($((size * 100 / LIMIT_BYTES))% of the 50 MB limit); bootstrap $(stat -c %s "$bootstrap") bytes unzipped"
