@@ -396,10 +396,11 @@ def start_moto() -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
 
 
-def s3_request(method: str, url: str, body: bytes | None = None) -> None:
-    """Unsigned S3 calls are enough for moto (it does not check signatures)."""
-    req = urllib.request.Request(url, data=body, method=method)
-    urllib.request.urlopen(req, timeout=30).read()
+def s3_seed(env: dict, bucket: str, objects: dict[str, str]) -> None:
+    """Create the bucket and put `objects` (key → file) with the SDK the peer uses."""
+    pairs = [f"{k}={v}" for k, v in objects.items()]
+    subprocess.run(["node", os.path.join(HERE, "sharp", "s3-seed.mjs"), bucket] + pairs,
+                   env=env, check=True, timeout=120)
 
 
 def origin_request_event(uri: str, query: str, bucket: str) -> dict:
@@ -455,7 +456,6 @@ def bench_cold(args) -> dict | None:
     moto, endpoint = start_moto()
     bucket = "imgedge-bench"
     try:
-        s3_request("PUT", f"{endpoint}/{bucket}")
         masters = os.path.join(args.work, "masters")
         json.dump(
             {"bucket": bucket, "region": "us-east-1", "endpoint_url": endpoint,
@@ -466,14 +466,15 @@ def bench_cold(args) -> dict | None:
                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "BUCKET": bucket,
                "NODE_NO_WARNINGS": "1"}
         sides = {"imgedge": os.path.join(pkg, "index.mjs"), "sharp": os.path.join(sharp_dir, "origin-request.mjs")}
+        master_file = os.path.join(masters, "astronaut-1024.png")
+        s3_seed(env, bucket, {f"outputs/cold/{side}-{i}.png": master_file
+                              for side in sides for i in range(args.once)})
         samples: dict[str, list[dict]] = {k: [] for k in sides}
         for i in range(args.once):
             # A fresh master key per event: every first event is a real miss (decode, resize,
             # encode, PUT), as after a deploy.
             for side, handler in sides.items():
                 key = f"outputs/cold/{side}-{i}.png"
-                with open(os.path.join(masters, "astronaut-1024.png"), "rb") as f:
-                    s3_request("PUT", f"{endpoint}/{bucket}/{key}", f.read())
                 event = os.path.join(args.work, f"event-{side}.json")
                 json.dump(origin_request_event("/" + key, "w=512&fmt=webp", bucket), open(event, "w"))
                 t = time.perf_counter()
@@ -486,7 +487,11 @@ def bench_cold(args) -> dict | None:
                 wall = (time.perf_counter() - t) * 1e3
                 if proc.returncode != 0 or not out.strip():
                     raise RuntimeError(f"cold start of {side} failed: {out}")
-                r = json.loads(out)
+                # The bootstrap child logs to the same stdout: the result is our last line.
+                lines = [ln for ln in out.splitlines() if ln.startswith('{"import_ms"')]
+                if not lines:
+                    raise RuntimeError(f"cold start of {side}: no result in {out[-2000:]}")
+                r = json.loads(lines[-1])
                 if not r.get("uri", "") or "_variants/" not in r["uri"]:
                     raise RuntimeError(f"cold start of {side}: no variant URI in {r}")
                 r.update(wall_ms=wall, peak_rss_mib=peak_rss_mib(rss_file))
