@@ -480,17 +480,18 @@ def bench_cold(args) -> dict | None:
                 t = time.perf_counter()
                 proc, rss_file = timed(
                     ["node", os.path.join(sharp_dir, "coldstart.mjs"), handler, event],
-                    stdout=subprocess.PIPE, env=env, text=True,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
                 )
-                out = proc.stdout.read() if proc.stdout else ""
-                proc.wait()
+                # stderr is shown only on failure: the bootstrap child reports the shim's
+                # connection closing when the process exits after the first event.
+                out, err = proc.communicate()
                 wall = (time.perf_counter() - t) * 1e3
                 if proc.returncode != 0 or not out.strip():
-                    raise RuntimeError(f"cold start of {side} failed: {out}")
+                    raise RuntimeError(f"cold start of {side} failed: {out}{err}")
                 # The bootstrap child logs to the same stdout: the result is our last line.
                 lines = [ln for ln in out.splitlines() if ln.startswith('{"import_ms"')]
                 if not lines:
-                    raise RuntimeError(f"cold start of {side}: no result in {out[-2000:]}")
+                    raise RuntimeError(f"cold start of {side}: no result in {out[-2000:]}{err[-2000:]}")
                 r = json.loads(lines[-1])
                 if not r.get("uri", "") or "_variants/" not in r["uri"]:
                     raise RuntimeError(f"cold start of {side}: no variant URI in {r}")
