@@ -12,8 +12,9 @@
 //!     inflate of the master's IDAT stream (fdeflate, the inflater the `png` crate uses),
 //!     the full PNG decode, and the encode of an already resized output-sized image with
 //!     the encoder settings the pipeline uses.
-//!   - `{"op":"experiment",...}`: libwebp settings the pipeline does not use yet, on the
-//!     same output-sized image (see `run_experiment`).
+//!   - `{"op":"experiment",...}`, `boxshrink`, `pngenc`: settings and code the pipeline
+//!     does not use yet, measured against the pipeline's on the same pixels (see
+//!     `run_experiment`, `run_boxshrink`, `run_pngenc`; findings in docs/performance.md).
 //! - `bench_transform once MASTER W FMT Q OUT`: one render in a fresh process, for the
 //!   one-shot (process start included) time and peak RSS.
 
@@ -364,6 +365,53 @@ fn run_boxshrink(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
     }))
 }
 
+/// PNG encoder settings on the output-sized image: the pipeline's (Default compression,
+/// adaptive filtering) against cheaper ones, with their bytes.
+fn run_pngenc(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
+    let decoded = image::load_from_memory_with_format(master, image::ImageFormat::Png)?;
+    let h = (u64::from(decoded.height()) * u64::from(req.w) + u64::from(decoded.width()) / 2)
+        / u64::from(decoded.width());
+    let small = decoded.resize_exact(
+        req.w,
+        h.max(1) as u32,
+        image::imageops::FilterType::Lanczos3,
+    );
+    let settings = [
+        (
+            "default-adaptive",
+            CompressionType::Default,
+            FilterType::Adaptive,
+        ),
+        ("fast-adaptive", CompressionType::Fast, FilterType::Adaptive),
+        ("default-paeth", CompressionType::Default, FilterType::Paeth),
+        ("fast-paeth", CompressionType::Fast, FilterType::Paeth),
+    ];
+    let mut out = serde_json::Map::new();
+    for (name, compression, filter) in settings {
+        let mut times = Vec::new();
+        let mut len = 0;
+        for _ in 0..req.iters {
+            let mut buf = Vec::new();
+            let t = Instant::now();
+            PngEncoder::new_with_quality(&mut buf, compression, filter).write_image(
+                small.as_bytes(),
+                small.width(),
+                small.height(),
+                small.color().into(),
+            )?;
+            times.push(ms(t.elapsed()));
+            len = buf.len();
+        }
+        out.insert(
+            name.to_string(),
+            serde_json::json!({ "median_ms": median(&mut times), "bytes": len }),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
 fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
@@ -386,9 +434,11 @@ fn worker() -> Result<()> {
                 masters.entry(req.master.clone()).or_insert(bytes)
             }
         };
-        if req.op == "experiment" || req.op == "boxshrink" {
+        if matches!(req.op.as_str(), "experiment" | "boxshrink" | "pngenc") {
             let reply = if req.op == "boxshrink" {
                 run_boxshrink(&req, master)
+            } else if req.op == "pngenc" {
+                run_pngenc(&req, master)
             } else {
                 run_experiment(&req, master)
             }
