@@ -1,0 +1,566 @@
+"""imgedge vs sharp, side by side in one run. Called by bench/run (which installs and builds
+everything first); prints markdown tables and writes the raw numbers as JSON.
+
+What is measured (docs/performance.md has the why):
+- warm: each side is a long-lived worker process holding the master's bytes in memory;
+  one request = N renders bytes → bytes. The sides run interleaved in rounds (the order
+  rotates every round) so the load of a busy machine falls on both alike; medians and p95
+  of every render are reported.
+- one-shot: a fresh process per render (start-up, file read and write included), wall
+  time and peak RSS from /usr/bin/time.
+- floor: the parts of imgedge's work measured alone (bare inflate, full PNG decode, encode
+  of an output-sized image), interleaved with the rest.
+- quality: output bytes and SSIM against a reference downscale made by Pillow's Lanczos
+  (premultiplied for RGBA; alpha outputs are composited over grey before comparing).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    master: str
+    width: int
+    fmt: str
+    quality: int
+    target: float | None  # the issue's target for the warm ratio imgedge/sharp
+    quick: bool = False
+
+    @property
+    def slug(self) -> str:
+        return f"{self.master.removesuffix('.png')}-{self.width}w.{self.fmt}"
+
+
+TASKS = [
+    Task("1024 RGB → 512w WebP q80", "astronaut-1024.png", 512, "webp", 80, 0.40, quick=True),
+    Task("1024 RGB → 512w JPEG q80", "astronaut-1024.png", 512, "jpeg", 80, 0.30),
+    Task("1024 RGB (coffee) → 512w WebP q80", "coffee-1024.png", 512, "webp", 80, 0.40),
+    Task("2048 RGB → 256w WebP q80", "retina-2048.png", 256, "webp", 80, 0.45),
+    Task("1024 RGBA → 512w PNG", "motorcycle-rgba-1024.png", 512, "png", 80, None, quick=True),
+    Task("1024 RGBA → 512w WebP q80", "motorcycle-rgba-1024.png", 512, "webp", 80, 0.45),
+]
+
+
+class Worker:
+    """A warm worker process speaking one JSON request/reply per line."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict | None = None, cwd: str | None = None):
+        self.name = name
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+
+    def ask(self, **req) -> dict:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name} worker exited (status {self.proc.poll()})")
+        reply = json.loads(line)
+        if reply.get("error"):
+            raise RuntimeError(f"{self.name}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def p95(xs: list[float]) -> float:
+    return float(np.percentile(xs, 95)) if xs else float("nan")
+
+
+def timed(cmd: list[str], **popen) -> tuple[subprocess.Popen, str]:
+    """`cmd` under /usr/bin/time, which reports the peak RSS of `cmd` alone. (wait4's
+    rusage from Python would count the forked Python's pages from before the exec.)"""
+    fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+    os.close(fd)
+    return subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file] + cmd, **popen), rss_file
+
+
+def peak_rss_mib(rss_file: str) -> float:
+    with open(rss_file) as f:
+        kib = int(f.read().strip().splitlines()[-1])
+    os.unlink(rss_file)
+    return kib / 1024.0
+
+
+def run_once(cmd: list[str], cwd: str | None = None) -> tuple[float, float]:
+    """Wall ms and peak RSS (MiB) of one fresh process."""
+    t = time.perf_counter()
+    proc, rss_file = timed(cmd, cwd=cwd, stdout=subprocess.DEVNULL)
+    proc.wait()
+    wall = (time.perf_counter() - t) * 1e3
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} exited {proc.returncode}")
+    return wall, peak_rss_mib(rss_file)
+
+
+def composite_grey(img: Image.Image) -> np.ndarray:
+    """RGB array; images with alpha are composited over mid grey (what a viewer sees)."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        a = np.asarray(img.convert("RGBA")).astype(np.float64)
+        alpha = a[..., 3:4] / 255.0
+        return np.clip(a[..., :3] * alpha + 128.0 * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(img.convert("RGB"))
+
+
+def ssim(master: Image.Image, out_path: str) -> float:
+    out = Image.open(out_path)
+    out.load()
+    # Pillow resizes RGBA premultiplied; reducing_gap=None keeps it a single exact pass.
+    ref = master.resize(out.size, Image.Resampling.LANCZOS, reducing_gap=None)
+    return float(
+        structural_similarity(composite_grey(ref), composite_grey(out), channel_axis=2, data_range=255)
+    )
+
+
+def fmt_ms(x: float) -> str:
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def bench_tasks(args, tasks: list[Task]) -> list[dict]:
+    masters_dir = os.path.join(args.work, "masters")
+    out_dir = os.path.join(args.work, "out")
+    os.makedirs(out_dir, exist_ok=True)
+    example = os.path.join(args.bin_dir, "examples", "bench_transform")
+    sharp_dir = os.path.join(HERE, "sharp")
+    sharp_cmd = ["node", os.path.join(sharp_dir, "worker.mjs")]
+
+    imgedge = Worker("imgedge", [example, "worker"])
+    sharp1 = Worker("sharp", sharp_cmd + ["worker"], env={"SHARP_THREADS": "1"}, cwd=sharp_dir)
+    sharp_default = Worker("sharp-default", sharp_cmd + ["worker"], cwd=sharp_dir)
+    results = []
+    try:
+        for task in tasks:
+            master = os.path.join(masters_dir, task.master)
+            req = dict(master=master, w=task.width, fmt=task.fmt, q=task.quality)
+            outs = {
+                side: os.path.join(out_dir, f"{task.slug.rsplit('.', 1)[0]}.{side}.{task.fmt}")
+                for side in ("imgedge", "sharp", "sharp-default")
+            }
+            # Warm-up: code paths, allocator pools, libvips' first-use initialisation.
+            imgedge.ask(op="render", iters=2, **req)
+            imgedge.ask(op="floor", iters=1, **req)
+            sharp1.ask(op="render", iters=2, **req)
+            sharp_default.ask(op="render", iters=2, **req)
+
+            samples: dict[str, list[float]] = {k: [] for k in ("imgedge", "sharp", "sharp-default")}
+            stages: dict[str, list[float]] = {k: [] for k in ("decode", "resize", "encode")}
+            floor: dict[str, list[float]] = {k: [] for k in ("inflate", "decode", "encode")}
+            replies = {}
+            steps = [
+                ("imgedge", lambda: imgedge.ask(op="render", iters=args.iters, out=outs["imgedge"], **req)),
+                ("sharp", lambda: sharp1.ask(op="render", iters=args.iters, out=outs["sharp"], **req)),
+                ("floor", lambda: imgedge.ask(op="floor", iters=args.iters, **req)),
+                (
+                    "sharp-default",
+                    lambda: sharp_default.ask(op="render", iters=args.iters, out=outs["sharp-default"], **req),
+                ),
+            ]
+            for r in range(args.rounds):
+                k = r % len(steps)
+                for side, step in steps[k:] + steps[:k]:
+                    reply = step()
+                    replies[side] = reply
+                    if side == "floor":
+                        floor["inflate"] += reply["inflate_ms"]
+                        floor["decode"] += reply["decode_ms"]
+                        floor["encode"] += reply["encode_ms"]
+                    else:
+                        samples[side] += reply["ms"]
+                    if side == "imgedge":
+                        for s in stages:
+                            stages[s] += reply[f"{s}_ms"]
+
+            # One-shot processes, interleaved too.
+            once: dict[str, list[tuple[float, float]]] = {"imgedge": [], "sharp": []}
+            for _ in range(args.once):
+                once["imgedge"].append(
+                    run_once([example, "once", master, str(task.width), task.fmt, str(task.quality),
+                              os.path.join(out_dir, "once.imgedge")])
+                )
+                once["sharp"].append(
+                    run_once(sharp_cmd + ["once", master, str(task.width), task.fmt, str(task.quality),
+                                          os.path.join(out_dir, "once.sharp")], cwd=sharp_dir)
+                )
+
+            master_img = Image.open(master)
+            master_img.load()
+            res = {
+                "task": task.name,
+                "master": task.master,
+                "target": task.target,
+                "warm": {side: {"median": median(v), "p95": p95(v), "n": len(v)} for side, v in samples.items()},
+                "stages": {s: median(v) for s, v in stages.items()},
+                "floor": {s: median(v) for s, v in floor.items()},
+                "floor_encode_bytes": replies["floor"]["bytes"],
+                "once": {
+                    side: {"median": median([w for w, _ in v]), "peak_rss_mib": max(m for _, m in v)}
+                    for side, v in once.items()
+                },
+                "bytes": {side: replies[side]["bytes"] for side in ("imgedge", "sharp")},
+                "size": {side: [replies[side]["width"], replies[side]["height"]] for side in ("imgedge", "sharp")},
+                "ssim": {side: ssim(master_img, outs[side]) for side in ("imgedge", "sharp")},
+            }
+            results.append(res)
+            print_task(res)
+    finally:
+        for w in (imgedge, sharp1, sharp_default):
+            w.close()
+    return results
+
+
+def print_task(r: dict) -> None:
+    w, o = r["warm"], r["once"]
+    ratio = w["imgedge"]["median"] / w["sharp"]["median"]
+    print(f"\n### {r['task']} (`{r['master']}`)\n")
+    print("| | imgedge | sharp (1 thread) | imgedge/sharp |")
+    print("|---|---:|---:|---:|")
+    print(f"| warm ms, median | {fmt_ms(w['imgedge']['median'])} | {fmt_ms(w['sharp']['median'])} | **{ratio:.2f}×** |")
+    print(
+        f"| warm ms, p95 | {fmt_ms(w['imgedge']['p95'])} | {fmt_ms(w['sharp']['p95'])} | "
+        f"{w['imgedge']['p95'] / w['sharp']['p95']:.2f}× |"
+    )
+    print(
+        f"| one-shot process ms, median | {fmt_ms(o['imgedge']['median'])} | {fmt_ms(o['sharp']['median'])} | "
+        f"{o['imgedge']['median'] / o['sharp']['median']:.2f}× |"
+    )
+    print(
+        f"| peak RSS MiB (one-shot) | {o['imgedge']['peak_rss_mib']:.1f} | {o['sharp']['peak_rss_mib']:.1f} | "
+        f"{o['imgedge']['peak_rss_mib'] / o['sharp']['peak_rss_mib']:.2f}× |"
+    )
+    b = r["bytes"]
+    print(f"| output bytes | {b['imgedge']} | {b['sharp']} | {b['imgedge'] / b['sharp']:.3f}× |")
+    s = r["ssim"]
+    print(f"| SSIM vs reference | {s['imgedge']:.4f} | {s['sharp']:.4f} | {s['imgedge'] - s['sharp']:+.4f} |")
+    sz = r["size"]
+    print(f"| output size | {sz['imgedge'][0]}×{sz['imgedge'][1]} | {sz['sharp'][0]}×{sz['sharp'][1]} | |")
+    d = w["sharp-default"]
+    print(
+        f"\nsharp with its default concurrency (libvips threads = cores): median {fmt_ms(d['median'])} ms, "
+        f"p95 {fmt_ms(d['p95'])} ms (n = {d['n']} per side)."
+    )
+
+
+def print_summary(results: list[dict]) -> None:
+    print("\n### Summary: warm ratio imgedge/sharp (1 thread), at the bytes and SSIM above\n")
+    print("| task | imgedge ms | sharp ms | ratio | target | bytes ratio | ΔSSIM |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        w = r["warm"]
+        ratio = w["imgedge"]["median"] / w["sharp"]["median"]
+        target = f"≤ {r['target']:.2f}×" if r["target"] else "–"
+        print(
+            f"| {r['task']} | {fmt_ms(w['imgedge']['median'])} | {fmt_ms(w['sharp']['median'])} | "
+            f"{ratio:.2f}× | {target} | {r['bytes']['imgedge'] / r['bytes']['sharp']:.3f} | "
+            f"{r['ssim']['imgedge'] - r['ssim']['sharp']:+.4f} |"
+        )
+    print("\n### imgedge per stage (warm medians, ms) and the floor (each part measured alone)\n")
+    print(
+        "| task | decode | resize | encode | render | floor: inflate | floor: PNG decode | floor: encode "
+        "| floor = inflate + encode | render / floor |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        st, fl = r["stages"], r["floor"]
+        render = r["warm"]["imgedge"]["median"]
+        floor = fl["inflate"] + fl["encode"]
+        print(
+            f"| {r['task']} | {fmt_ms(st['decode'])} | {fmt_ms(st['resize'])} | {fmt_ms(st['encode'])} | "
+            f"{fmt_ms(render)} | {fmt_ms(fl['inflate'])} | {fmt_ms(fl['decode'])} | {fmt_ms(fl['encode'])} | "
+            f"{fmt_ms(floor)} | {render / floor:.2f}× |"
+        )
+
+
+# ---- edge serve: the edge-cache hit path -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_serve(args) -> dict | None:
+    edge = os.path.join(args.bin_dir, "edge")
+    probe = subprocess.run([edge, "serve", "--help"], capture_output=True, text=True)
+    if probe.returncode != 0 or "--listen" not in probe.stdout:
+        print("\n### edge serve: skipped (this build has no `edge serve`)")
+        return None
+    if not shutil.which("wrk"):
+        print("\n### edge serve: skipped (no wrk on PATH; `apt-get install wrk`)")
+        return None
+    store = tempfile.mkdtemp(prefix="imgedge-bench-store-")
+    key = "outputs/bench/astronaut.png"
+    os.makedirs(os.path.join(store, os.path.dirname(key)))
+    shutil.copy(os.path.join(args.work, "masters", "astronaut-1024.png"), os.path.join(store, key))
+    port = free_port()
+    server = subprocess.Popen(
+        [edge, "serve", "--store", store, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/{key}?w=256&fmt=webp"
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as resp:  # the miss fills the cache
+                    resp.read()
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    x_cache = resp.headers.get("X-Cache", "")
+                    size = len(resp.read())
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        duration = args.serve_seconds
+        out = subprocess.run(
+            ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(store, ignore_errors=True)
+
+    def latency_ms(pct: str) -> float:
+        m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    res = {"rps": rps, "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99"), "x_cache": x_cache,
+           "bytes": size, "seconds": duration}
+    print("\n### edge serve, edge-cache hit path (wrk, 2 threads, 32 connections, loopback)\n")
+    print("| requests/s | p50 ms | p99 ms | body bytes | X-Cache of the 2nd request |")
+    print("|---:|---:|---:|---:|---|")
+    print(f"| {rps:,.0f} | {res['p50_ms']:.3f} | {res['p99_ms']:.3f} | {size} | {x_cache} |")
+    return res
+
+# ---- cold start: the packaged function vs the sharp handler, first event each -------------
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/", timeout=2).read()
+            return proc, url
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.2)
+
+
+def s3_seed(env: dict, bucket: str, objects: dict[str, str]) -> None:
+    """Create the bucket and put `objects` (key → file) with the SDK the peer uses."""
+    pairs = [f"{k}={v}" for k, v in objects.items()]
+    subprocess.run(["node", os.path.join(HERE, "sharp", "s3-seed.mjs"), bucket] + pairs,
+                   env=env, check=True, timeout=120)
+
+
+def origin_request_event(uri: str, query: str, bucket: str) -> dict:
+    """AWS's documented origin-request example event, pointed at our bucket."""
+    domain = f"{bucket}.s3.amazonaws.com"
+    return {
+        "Records": [
+            {
+                "cf": {
+                    "config": {
+                        "distributionDomainName": "d111111abcdef8.cloudfront.net",
+                        "distributionId": "EDFDVBD6EXAMPLE",
+                        "eventType": "origin-request",
+                        "requestId": "4TyzHTaYWb1GX1qTfsHhEqV6HUDd_BzoBZnwfnvQc_1oF26ClkoUSEQ==",
+                    },
+                    "request": {
+                        "clientIp": "203.0.113.178",
+                        "headers": {
+                            "host": [{"key": "Host", "value": domain}],
+                            "accept": [{"key": "Accept", "value": "image/webp,*/*"}],
+                        },
+                        "method": "GET",
+                        "origin": {
+                            "s3": {
+                                "authMethod": "origin-access-identity",
+                                "customHeaders": {},
+                                "domainName": domain,
+                                "path": "",
+                                "region": "us-east-1",
+                            }
+                        },
+                        "querystring": query,
+                        "uri": uri,
+                    },
+                }
+            }
+        ]
+    }
+
+
+def bench_cold(args) -> dict | None:
+    shim = os.path.join(os.path.dirname(HERE), "infra", "edge-shim", "index.mjs")
+    bootstrap = os.path.join(args.bin_dir, "bootstrap")
+    if not os.path.exists(shim) or not shutil.which("moto_server"):
+        print("\n### cold start: skipped (needs infra/edge-shim/index.mjs and moto_server)")
+        return None
+    sharp_dir = os.path.join(HERE, "sharp")
+    pkg = os.path.join(args.work, "package")
+    shutil.rmtree(pkg, ignore_errors=True)
+    os.makedirs(pkg)
+    shutil.copy(shim, pkg)
+    shutil.copy(bootstrap, pkg)
+    moto, endpoint = start_moto()
+    bucket = "imgedge-bench"
+    try:
+        masters = os.path.join(args.work, "masters")
+        json.dump(
+            {"bucket": bucket, "region": "us-east-1", "endpoint_url": endpoint,
+             "max_pixels": 50_000_000, "max_bytes": 33_554_432},
+            open(os.path.join(pkg, "config.json"), "w"),
+        )
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+               "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "BUCKET": bucket,
+               "NODE_NO_WARNINGS": "1"}
+        sides = {"imgedge": os.path.join(pkg, "index.mjs"), "sharp": os.path.join(sharp_dir, "origin-request.mjs")}
+        master_file = os.path.join(masters, "astronaut-1024.png")
+        s3_seed(env, bucket, {f"outputs/cold/{side}-{i}.png": master_file
+                              for side in sides for i in range(args.once)})
+        samples: dict[str, list[dict]] = {k: [] for k in sides}
+        for i in range(args.once):
+            # A fresh master key per event: every first event is a real miss (decode, resize,
+            # encode, PUT), as after a deploy.
+            for side, handler in sides.items():
+                key = f"outputs/cold/{side}-{i}.png"
+                event = os.path.join(args.work, f"event-{side}.json")
+                json.dump(origin_request_event("/" + key, "w=512&fmt=webp", bucket), open(event, "w"))
+                t = time.perf_counter()
+                proc, rss_file = timed(
+                    ["node", os.path.join(sharp_dir, "coldstart.mjs"), handler, event],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                )
+                # stderr is shown only on failure: the bootstrap child reports the shim's
+                # connection closing when the process exits after the first event.
+                out, err = proc.communicate()
+                wall = (time.perf_counter() - t) * 1e3
+                if proc.returncode != 0 or not out.strip():
+                    raise RuntimeError(f"cold start of {side} failed: {out}{err}")
+                # The bootstrap child logs to the same stdout: the result is our last line.
+                lines = [ln for ln in out.splitlines() if ln.startswith('{"import_ms"')]
+                if not lines:
+                    raise RuntimeError(f"cold start of {side}: no result in {out[-2000:]}{err[-2000:]}")
+                r = json.loads(lines[-1])
+                if not r.get("uri", "") or "_variants/" not in r["uri"]:
+                    raise RuntimeError(f"cold start of {side}: no variant URI in {r}")
+                r.update(wall_ms=wall, peak_rss_mib=peak_rss_mib(rss_file))
+                samples[side].append(r)
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+    res = {
+        side: {
+            "wall_ms": median([r["wall_ms"] for r in v]),
+            "import_ms": median([r["import_ms"] for r in v]),
+            "first_ms": median([r["first_ms"] for r in v]),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in v),
+        }
+        for side, v in samples.items()
+    }
+    print("\n### cold start: first event of a fresh process (1024 → 512w WebP, moto S3)\n")
+    print("| | packaged imgedge (shim + bootstrap) | sharp + @aws-sdk/client-s3 | ratio |")
+    print("|---|---:|---:|---:|")
+    for k, label in (("wall_ms", "process start → result, ms"), ("import_ms", "module load + init, ms"),
+                     ("first_ms", "first event, ms"), ("peak_rss_mib", "peak RSS MiB (node; bootstrap child not included)")):
+        a, b = res["imgedge"][k], res["sharp"][k]
+        print(f"| {label} | {fmt_ms(a)} | {fmt_ms(b)} | {a / b:.2f}× |")
+    print(f"\n(median of {args.once} per side, interleaved)")
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin-dir", required=True, help="cargo's profile dir holding examples/bench_transform and edge")
+    ap.add_argument("--work", default=os.path.join(HERE, ".work"))
+    ap.add_argument("--quick", action="store_true", help="few iterations, two tasks: checks the harness works")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--iters", type=int, help="renders per side per round")
+    ap.add_argument("--once", type=int, help="one-shot processes per side")
+    ap.add_argument("--serve-seconds", type=int)
+    ap.add_argument("--no-serve", action="store_true")
+    ap.add_argument("--no-cold", action="store_true")
+    ap.add_argument("--task", action="append", help="only tasks whose name contains this")
+    args = ap.parse_args()
+    q = args.quick
+    args.rounds = args.rounds or (2 if q else 8)
+    args.iters = args.iters or (2 if q else 5)
+    args.once = args.once or (1 if q else 5)
+    args.serve_seconds = args.serve_seconds or (3 if q else 20)
+
+    tasks = [t for t in TASKS if t.quick] if q else TASKS
+    if args.task:
+        tasks = [t for t in tasks if any(s in t.name for s in args.task)]
+
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    sharp_version = json.load(open(os.path.join(HERE, "sharp", "node_modules", "sharp", "package.json")))["version"]
+    print(f"## imgedge vs sharp {sharp_version} (node {node}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
+        f"{args.rounds} interleaved rounds × {args.iters} renders per side; "
+        f"{args.once} one-shot processes per side; binaries from `{args.bin_dir}`."
+    )
+    results = bench_tasks(args, tasks)
+    print_summary(results)
+    serve = None if args.no_serve else bench_serve(args)
+    cold = None if args.no_cold else bench_cold(args)
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+    out = os.path.join(args.work, "results.json")
+    with open(out, "w") as f:
+        json.dump({"tasks": results, "serve": serve, "cold": cold}, f, indent=1)
+    print(f"raw numbers: {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+//! The imgedge side of `bench/run` (see docs/performance.md). Not a timed test: it only
+//! reports numbers to the harness, which runs it interleaved with the sharp worker.
+//!
+//! Two modes:
+//! - `bench_transform worker`: reads one JSON request per stdin line and answers one JSON
+//!   line on stdout, so the process stays warm between requests. Requests:
+//!   - `{"op":"render","master":PATH,"w":512,"fmt":"webp","q":80,"iters":N,"out":PATH}`:
+//!     `transform::render` N times on the master's bytes (read once, kept in memory);
+//!     answers wall ms and the per-stage split (`transform::Timings`) of every iteration,
+//!     and writes the last output to `out`.
+//!   - `{"op":"floor",...same fields}`: the floor of that task, each part alone — bare zlib
+//!     inflate of the master's IDAT stream (fdeflate, the inflater the `png` crate uses),
+//!     the full PNG decode, and the encode of an already resized output-sized image with
+//!     the encoder settings the pipeline uses.
+//!   - `{"op":"experiment",...}`, `boxshrink`, `pngenc`: settings and code the pipeline
+//!     does not use yet, measured against the pipeline's on the same pixels (see
+//!     `run_experiment`, `run_boxshrink`, `run_pngenc`; findings in docs/performance.md).
+//! - `bench_transform once MASTER W FMT Q OUT`: one render in a fresh process, for the
+//!   one-shot (process start included) time and peak RSS.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use edge::spec::{Format, Rgb, VariantSpec};
+use edge::transform::pixels::Pixels;
+use edge::transform::{render, Limits};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+struct Request {
+    op: String,
+    master: String,
+    w: u32,
+    fmt: String,
+    #[serde(default = "default_quality")]
+    q: u8,
+    #[serde(default = "one")]
+    iters: usize,
+    #[serde(default)]
+    out: Option<String>,
+}
+
+fn default_quality() -> u8 {
+    80
+}
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Reply {
+    ms: Vec<f64>,
+    decode_ms: Vec<f64>,
+    resize_ms: Vec<f64>,
+    encode_ms: Vec<f64>,
+    inflate_ms: Vec<f64>,
+    bytes: usize,
+    width: u32,
+    height: u32,
+    error: Option<String>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn parse_format(s: &str) -> Result<Format> {
+    Ok(match s {
+        "webp" => Format::Webp,
+        "jpeg" | "jpg" => Format::Jpeg,
+        "png" => Format::Png,
+        "avif" => Format::Avif,
+        other => bail!("unknown format {other}"),
+    })
+}
+
+/// A one-sided width request, as `?w=W&fmt=F&q=Q` parses: aspect kept, never upscaled.
+fn spec_for(w: u32, fmt: &str, q: u8) -> Result<VariantSpec> {
+    let format = parse_format(fmt)?;
+    Ok(VariantSpec {
+        width: Some(w),
+        height: None,
+        fit: None,
+        format,
+        quality: q,
+        background: Rgb {
+            r: 255,
+            g: 255,
+            b: 255,
+        },
+        master_format: Format::Png,
+    })
+}
+
+fn run_render(req: &Request, master: &[u8]) -> Result<Reply> {
+    let spec = spec_for(req.w, &req.fmt, req.q)?;
+    let limits = Limits::default();
+    let mut reply = Reply::default();
+    let mut last = None;
+    for _ in 0..req.iters {
+        let t = Instant::now();
+        let r = render(master, &spec, &limits).map_err(|e| anyhow::anyhow!("render: {e}"))?;
+        reply.ms.push(ms(t.elapsed()));
+        reply.decode_ms.push(ms(r.timings.decode));
+        reply.resize_ms.push(ms(r.timings.resize));
+        reply.encode_ms.push(ms(r.timings.encode));
+        last = Some(r);
+    }
+    if let Some(r) = last {
+        reply.bytes = r.bytes.len();
+        reply.width = r.width;
+        reply.height = r.height;
+        if let Some(out) = &req.out {
+            std::fs::write(out, &r.bytes).with_context(|| format!("writing {out}"))?;
+        }
+    }
+    Ok(reply)
+}
+
+/// The concatenated IDAT payload (a zlib stream) of a PNG.
+fn idat_stream(png: &[u8]) -> Result<Vec<u8>> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if !png.starts_with(SIGNATURE) {
+        bail!("not a PNG");
+    }
+    let mut at = SIGNATURE.len();
+    let mut idat = Vec::new();
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into()?) as usize;
+        let kind = &png[at + 4..at + 8];
+        let data = png
+            .get(at + 8..at + 8 + len)
+            .context("truncated PNG chunk")?;
+        if kind == b"IDAT" {
+            idat.extend_from_slice(data);
+        }
+        at += 12 + len;
+    }
+    Ok(idat)
+}
+
+/// libwebp lossy at the pipeline's settings (method 4), `threads` = libwebp's thread_level.
+fn webp_encode(img: &image::DynamicImage, q: u8, threads: i32) -> Result<Vec<u8>> {
+    webp_encode_with(img, q, threads, 1)
+}
+
+/// `alpha_filtering`: libwebp's predictive filtering of the alpha plane (0 none, 1 fast).
+fn webp_encode_with(
+    img: &image::DynamicImage,
+    q: u8,
+    threads: i32,
+    alpha_filtering: i32,
+) -> Result<Vec<u8>> {
+    let enc = webp::Encoder::from_image(img).map_err(|e| anyhow::anyhow!("webp encoder: {e}"))?;
+    let mut config =
+        webp::WebPConfig::new().map_err(|()| anyhow::anyhow!("webp config init failed"))?;
+    config.lossless = 0;
+    config.quality = f32::from(q);
+    config.method = 4;
+    config.thread_level = threads;
+    config.alpha_filtering = alpha_filtering;
+    let out = enc
+        .encode_advanced(&config)
+        .map_err(|e| anyhow::anyhow!("webp encode: {e:?}"))?;
+    Ok(out.to_vec())
+}
+
+/// Encodes `img` the way the pipeline's encoders are configured (edge/src/transform/
+/// encode.rs: libwebp method 4 on one thread, jpeg-encoder 4:2:0 with optimised Huffman
+/// tables, image's PNG encoder at default compression with adaptive filtering).
+fn encode_alone(img: &image::DynamicImage, fmt: Format, q: u8) -> Result<usize> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
+    Ok(match fmt {
+        Format::Webp => webp_encode(img, q, 0)?.len(),
+        Format::Jpeg => {
+            let rgb = img.to_rgb8();
+            let mut out = Vec::new();
+            let mut enc = jpeg_encoder::Encoder::new(&mut out, q);
+            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+            enc.set_optimized_huffman_tables(true);
+            let (w, h) = (u16::try_from(rgb.width())?, u16::try_from(rgb.height())?);
+            enc.encode(rgb.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)?;
+            out.len()
+        }
+        Format::Png => {
+            let mut out = Vec::new();
+            PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
+                .write_image(
+                    img.as_bytes(),
+                    img.width(),
+                    img.height(),
+                    img.color().into(),
+                )?;
+            out.len()
+        }
+        Format::Avif => bail!("no AVIF floor"),
+    })
+}
+
+fn run_floor(req: &Request, master: &[u8]) -> Result<Reply> {
+    let fmt = parse_format(&req.fmt)?;
+    let idat = idat_stream(master)?;
+    let decoded = image::load_from_memory_with_format(master, image::ImageFormat::Png)?;
+    let h = (u64::from(decoded.height()) * u64::from(req.w) + u64::from(decoded.width()) / 2)
+        / u64::from(decoded.width());
+    // Untimed: only the encoder's input needs to be output-sized.
+    let small = decoded.resize_exact(
+        req.w,
+        h.max(1) as u32,
+        image::imageops::FilterType::Lanczos3,
+    );
+    let small = if decoded.color().has_alpha() {
+        image::DynamicImage::ImageRgba8(small.to_rgba8())
+    } else {
+        image::DynamicImage::ImageRgb8(small.to_rgb8())
+    };
+    let mut reply = Reply {
+        width: small.width(),
+        height: small.height(),
+        ..Reply::default()
+    };
+    for _ in 0..req.iters {
+        let t = Instant::now();
+        let raw =
+            fdeflate::decompress_to_vec(&idat).map_err(|e| anyhow::anyhow!("inflate: {e:?}"))?;
+        reply.inflate_ms.push(ms(t.elapsed()));
+        std::hint::black_box(raw);
+
+        let t = Instant::now();
+        let img = image::load_from_memory_with_format(master, image::ImageFormat::Png)?;
+        reply.decode_ms.push(ms(t.elapsed()));
+        std::hint::black_box(img);
+
+        let t = Instant::now();
+        reply.bytes = encode_alone(&small, fmt, req.q)?;
+        reply.encode_ms.push(ms(t.elapsed()));
+    }
+    Ok(reply)
+}
+
+/// Encoder settings the pipeline does not use yet, measured on the same output-sized image
+/// as the floor: libwebp with `thread_level = 1` (is the output byte-identical, what does
+/// it save on 2 cores?) and, for alpha, without alpha filtering. Answers
+/// `{"ms": [t0, t1, …], "sizes": […], "same_bytes": bool}` per variant, in this order:
+/// method 4 one thread, method 4 thread_level 1, method 4 alpha_filtering 0.
+fn run_experiment(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
+    let decoded = image::load_from_memory_with_format(master, image::ImageFormat::Png)?;
+    let h = (u64::from(decoded.height()) * u64::from(req.w) + u64::from(decoded.width()) / 2)
+        / u64::from(decoded.width());
+    let small = decoded.resize_exact(
+        req.w,
+        h.max(1) as u32,
+        image::imageops::FilterType::Lanczos3,
+    );
+    let variants: [(&str, i32, i32); 3] = [
+        ("method4", 0, 1),
+        ("method4-threads", 1, 1),
+        ("method4-no-alpha-filter", 0, 0),
+    ];
+    let mut out = serde_json::Map::new();
+    let reference = webp_encode_with(&small, req.q, 0, 1)?;
+    for (name, threads, filter) in variants {
+        let mut times = Vec::new();
+        let mut bytes = Vec::new();
+        for _ in 0..req.iters {
+            let t = Instant::now();
+            bytes = webp_encode_with(&small, req.q, threads, filter)?;
+            times.push(ms(t.elapsed()));
+        }
+        out.insert(
+            name.to_string(),
+            serde_json::json!({
+                "median_ms": median(&mut times),
+                "bytes": bytes.len(),
+                "same_bytes": bytes == reference,
+            }),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+/// A box pre-shrink without a division per sample: each source row adds runs of `kx`
+/// pixels into one accumulator per output sample. Same rounding and edge rule as
+/// `Pixels::box_shrink`, so the output must be identical (checked by the `boxshrink` op).
+fn box_shrink_rows(px: &Pixels, kx: usize, ky: usize) -> Pixels {
+    let n = px.channels as usize;
+    let (w, h) = (px.width as usize, px.height as usize);
+    let (ow, oh) = (w.div_ceil(kx), h.div_ceil(ky));
+    let mut out = vec![0u8; ow * oh * n];
+    let mut sums = vec![0u32; ow * n];
+    let row_len = w * n;
+    for (oy, out_row) in out.chunks_exact_mut(ow * n).enumerate() {
+        sums.fill(0);
+        let rows = (oy * ky)..((oy + 1) * ky).min(h);
+        let row_count = rows.len();
+        for y in rows {
+            let row = &px.data[y * row_len..(y + 1) * row_len];
+            for (block, acc) in row.chunks(kx * n).zip(sums.chunks_exact_mut(n)) {
+                for p in block.chunks_exact(n) {
+                    for (a, &v) in acc.iter_mut().zip(p) {
+                        *a += u32::from(v);
+                    }
+                }
+            }
+        }
+        for (ox, (o, acc)) in out_row
+            .chunks_exact_mut(n)
+            .zip(sums.chunks_exact(n))
+            .enumerate()
+        {
+            let cols = ((ox + 1) * kx).min(w) - ox * kx;
+            let count = (cols * row_count) as u32;
+            for (o, &a) in o.iter_mut().zip(acc) {
+                *o = ((a + count / 2) / count) as u8;
+            }
+        }
+    }
+    Pixels::new(ow as u32, oh as u32, px.channels, out)
+}
+
+/// `box_shrink` (the pipeline's) against `box_shrink_rows` and fast_image_resize's Box
+/// convolution, on the decoded master, shrinking by `k` = 4.
+fn run_boxshrink(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
+    use fast_image_resize as fir;
+    let img = image::load_from_memory_with_format(master, image::ImageFormat::Png)?.to_rgb8();
+    let (w, h) = img.dimensions();
+    let px = Pixels::new(w, h, 3, img.into_raw());
+    let k = 4;
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut same, mut fir_max_diff) = (true, 0u8);
+    for _ in 0..req.iters {
+        let t = Instant::now();
+        let x = px.box_shrink(k, k);
+        a.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let y = box_shrink_rows(&px, k as usize, k as usize);
+        b.push(ms(t.elapsed()));
+        same &= x == y;
+        let t = Instant::now();
+        let src = fir::images::ImageRef::new(w, h, &px.data, fir::PixelType::U8x3)?;
+        let mut dst = fir::images::Image::new(w / k, h / k, fir::PixelType::U8x3);
+        fir::Resizer::new().resize(
+            &src,
+            &mut dst,
+            &fir::ResizeOptions::new()
+                .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Box)),
+        )?;
+        c.push(ms(t.elapsed()));
+        fir_max_diff = dst
+            .buffer()
+            .iter()
+            .zip(&x.data)
+            .map(|(p, q)| p.abs_diff(*q))
+            .max()
+            .unwrap_or(0);
+    }
+    Ok(serde_json::json!({
+        "box_shrink_ms": median(&mut a),
+        "rows_ms": median(&mut b),
+        "rows_identical": same,
+        "fir_box_ms": median(&mut c),
+        "fir_box_max_diff": fir_max_diff,
+    }))
+}
+
+/// PNG encoder settings on the output-sized image: the pipeline's (Default compression,
+/// adaptive filtering) against cheaper ones, with their bytes.
+fn run_pngenc(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
+    let decoded = image::load_from_memory_with_format(master, image::ImageFormat::Png)?;
+    let h = (u64::from(decoded.height()) * u64::from(req.w) + u64::from(decoded.width()) / 2)
+        / u64::from(decoded.width());
+    let small = decoded.resize_exact(
+        req.w,
+        h.max(1) as u32,
+        image::imageops::FilterType::Lanczos3,
+    );
+    let settings = [
+        (
+            "default-adaptive",
+            CompressionType::Default,
+            FilterType::Adaptive,
+        ),
+        ("fast-adaptive", CompressionType::Fast, FilterType::Adaptive),
+        ("default-paeth", CompressionType::Default, FilterType::Paeth),
+        ("fast-paeth", CompressionType::Fast, FilterType::Paeth),
+    ];
+    let mut out = serde_json::Map::new();
+    for (name, compression, filter) in settings {
+        let mut times = Vec::new();
+        let mut len = 0;
+        for _ in 0..req.iters {
+            let mut buf = Vec::new();
+            let t = Instant::now();
+            PngEncoder::new_with_quality(&mut buf, compression, filter).write_image(
+                small.as_bytes(),
+                small.width(),
+                small.height(),
+                small.color().into(),
+            )?;
+            times.push(ms(t.elapsed()));
+            len = buf.len();
+        }
+        out.insert(
+            name.to_string(),
+            serde_json::json!({ "median_ms": median(&mut times), "bytes": len }),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn worker() -> Result<()> {
+    let mut masters: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    let stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let req: Request = serde_json::from_str(&line).context("bad request line")?;
+        let master = match masters.get(&req.master) {
+            Some(m) => m,
+            None => {
+                let bytes = std::fs::read(&req.master)
+                    .with_context(|| format!("reading {}", req.master))?;
+                masters.entry(req.master.clone()).or_insert(bytes)
+            }
+        };
+        if matches!(req.op.as_str(), "experiment" | "boxshrink" | "pngenc") {
+            let reply = if req.op == "boxshrink" {
+                run_boxshrink(&req, master)
+            } else if req.op == "pngenc" {
+                run_pngenc(&req, master)
+            } else {
+                run_experiment(&req, master)
+            }
+            .unwrap_or_else(|e| serde_json::json!({ "error": format!("{e:#}") }));
+            let mut out = stdout.lock();
+            serde_json::to_writer(&mut out, &reply)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+            continue;
+        }
+        let reply = match req.op.as_str() {
+            "render" => run_render(&req, master),
+            "floor" => run_floor(&req, master),
+            other => Err(anyhow::anyhow!("unknown op {other}")),
+        }
+        .unwrap_or_else(|e| Reply {
+            error: Some(format!("{e:#}")),
+            ..Reply::default()
+        });
+        let mut out = stdout.lock();
+        serde_json::to_writer(&mut out, &reply)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn once(args: &[String]) -> Result<()> {
+    let [master, w, fmt, q, out] = args else {
+        bail!("usage: bench_transform once MASTER W FMT Q OUT");
+    };
+    let spec = spec_for(w.parse()?, fmt, q.parse()?)?;
+    let bytes = std::fs::read(master).with_context(|| format!("reading {master}"))?;
+    let r = render(&bytes, &spec, &Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(out, &r.bytes).with_context(|| format!("writing {out}"))?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("worker") => worker(),
+        Some("once") => once(&args[1..]),
+        _ => bail!("usage: bench_transform worker | once MASTER W FMT Q OUT"),
+    }
+}
