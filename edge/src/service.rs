@@ -109,12 +109,8 @@ pub async fn ensure_variant(
         .await?
         .ok_or_else(|| not_found(master))?;
     let fetch = started.elapsed();
-    if master_obj.head.size > limits.max_bytes {
-        return Err(Error::image_too_large(format!(
-            "the image is {} bytes; the limit is {} bytes",
-            master_obj.head.size, limits.max_bytes
-        )));
-    }
+    // A master replaced between HEAD and GET is still bounded: `transform::render`
+    // checks the byte limit on the bytes actually read.
 
     let body = master_obj.body.clone();
     let render_spec = spec.clone();
