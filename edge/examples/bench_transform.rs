@@ -12,9 +12,6 @@
 //!     inflate of the master's IDAT stream (fdeflate, the inflater the `png` crate uses),
 //!     the full PNG decode, and the encode of an already resized output-sized image with
 //!     the encoder settings the pipeline uses.
-//!   - `{"op":"experiment",...}`, `boxshrink`, `pngenc`: settings and code the pipeline
-//!     does not use yet, measured against the pipeline's on the same pixels (see
-//!     `run_experiment`, `run_boxshrink`, `run_pngenc`; findings in docs/performance.md).
 //! - `bench_transform once MASTER W FMT Q OUT`: one render in a fresh process, for the
 //!   one-shot (process start included) time and peak RSS.
 
@@ -23,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use edge::spec::{Format, Rgb, VariantSpec};
-use edge::transform::pixels::Pixels;
 use edge::transform::{render, Limits};
 use serde::{Deserialize, Serialize};
 
@@ -240,183 +236,6 @@ fn run_floor(req: &Request, master: &[u8]) -> Result<Reply> {
     Ok(reply)
 }
 
-/// Encoder settings the pipeline does not use yet, measured on the same output-sized image
-/// as the floor: libwebp with `thread_level = 1` (is the output byte-identical, what does
-/// it save on 2 cores?) and, for alpha, without alpha filtering. Answers
-/// `{"ms": [t0, t1, …], "sizes": […], "same_bytes": bool}` per variant, in this order:
-/// method 4 one thread, method 4 thread_level 1, method 4 alpha_filtering 0.
-fn run_experiment(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
-    let decoded = image::load_from_memory_with_format(master, image::ImageFormat::Png)?;
-    let h = (u64::from(decoded.height()) * u64::from(req.w) + u64::from(decoded.width()) / 2)
-        / u64::from(decoded.width());
-    let small = decoded.resize_exact(
-        req.w,
-        h.max(1) as u32,
-        image::imageops::FilterType::Lanczos3,
-    );
-    let variants: [(&str, i32, i32); 3] = [
-        ("method4", 0, 1),
-        ("method4-threads", 1, 1),
-        ("method4-no-alpha-filter", 0, 0),
-    ];
-    let mut out = serde_json::Map::new();
-    let reference = webp_encode_with(&small, req.q, 0, 1)?;
-    for (name, threads, filter) in variants {
-        let mut times = Vec::new();
-        let mut bytes = Vec::new();
-        for _ in 0..req.iters {
-            let t = Instant::now();
-            bytes = webp_encode_with(&small, req.q, threads, filter)?;
-            times.push(ms(t.elapsed()));
-        }
-        out.insert(
-            name.to_string(),
-            serde_json::json!({
-                "median_ms": median(&mut times),
-                "bytes": bytes.len(),
-                "same_bytes": bytes == reference,
-            }),
-        );
-    }
-    Ok(serde_json::Value::Object(out))
-}
-
-/// A box pre-shrink without a division per sample: each source row adds runs of `kx`
-/// pixels into one accumulator per output sample. Same rounding and edge rule as
-/// `Pixels::box_shrink`, so the output must be identical (checked by the `boxshrink` op).
-fn box_shrink_rows(px: &Pixels, kx: usize, ky: usize) -> Pixels {
-    let n = px.channels as usize;
-    let (w, h) = (px.width as usize, px.height as usize);
-    let (ow, oh) = (w.div_ceil(kx), h.div_ceil(ky));
-    let mut out = vec![0u8; ow * oh * n];
-    let mut sums = vec![0u32; ow * n];
-    let row_len = w * n;
-    for (oy, out_row) in out.chunks_exact_mut(ow * n).enumerate() {
-        sums.fill(0);
-        let rows = (oy * ky)..((oy + 1) * ky).min(h);
-        let row_count = rows.len();
-        for y in rows {
-            let row = &px.data[y * row_len..(y + 1) * row_len];
-            for (block, acc) in row.chunks(kx * n).zip(sums.chunks_exact_mut(n)) {
-                for p in block.chunks_exact(n) {
-                    for (a, &v) in acc.iter_mut().zip(p) {
-                        *a += u32::from(v);
-                    }
-                }
-            }
-        }
-        for (ox, (o, acc)) in out_row
-            .chunks_exact_mut(n)
-            .zip(sums.chunks_exact(n))
-            .enumerate()
-        {
-            let cols = ((ox + 1) * kx).min(w) - ox * kx;
-            let count = (cols * row_count) as u32;
-            for (o, &a) in o.iter_mut().zip(acc) {
-                *o = ((a + count / 2) / count) as u8;
-            }
-        }
-    }
-    Pixels::new(ow as u32, oh as u32, px.channels, out)
-}
-
-/// `box_shrink` (the pipeline's) against `box_shrink_rows` and fast_image_resize's Box
-/// convolution, on the decoded master, shrinking by `k` = 4.
-fn run_boxshrink(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
-    use fast_image_resize as fir;
-    let img = image::load_from_memory_with_format(master, image::ImageFormat::Png)?.to_rgb8();
-    let (w, h) = img.dimensions();
-    let px = Pixels::new(w, h, 3, img.into_raw());
-    let k = 4;
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut same, mut fir_max_diff) = (true, 0u8);
-    for _ in 0..req.iters {
-        let t = Instant::now();
-        let x = px.box_shrink(k, k);
-        a.push(ms(t.elapsed()));
-        let t = Instant::now();
-        let y = box_shrink_rows(&px, k as usize, k as usize);
-        b.push(ms(t.elapsed()));
-        same &= x == y;
-        let t = Instant::now();
-        let src = fir::images::ImageRef::new(w, h, &px.data, fir::PixelType::U8x3)?;
-        let mut dst = fir::images::Image::new(w / k, h / k, fir::PixelType::U8x3);
-        fir::Resizer::new().resize(
-            &src,
-            &mut dst,
-            &fir::ResizeOptions::new()
-                .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Box)),
-        )?;
-        c.push(ms(t.elapsed()));
-        fir_max_diff = dst
-            .buffer()
-            .iter()
-            .zip(&x.data)
-            .map(|(p, q)| p.abs_diff(*q))
-            .max()
-            .unwrap_or(0);
-    }
-    Ok(serde_json::json!({
-        "box_shrink_ms": median(&mut a),
-        "rows_ms": median(&mut b),
-        "rows_identical": same,
-        "fir_box_ms": median(&mut c),
-        "fir_box_max_diff": fir_max_diff,
-    }))
-}
-
-/// PNG encoder settings on the output-sized image: the pipeline's (Default compression,
-/// adaptive filtering) against cheaper ones, with their bytes.
-fn run_pngenc(req: &Request, master: &[u8]) -> Result<serde_json::Value> {
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-    use image::ImageEncoder;
-    let decoded = image::load_from_memory_with_format(master, image::ImageFormat::Png)?;
-    let h = (u64::from(decoded.height()) * u64::from(req.w) + u64::from(decoded.width()) / 2)
-        / u64::from(decoded.width());
-    let small = decoded.resize_exact(
-        req.w,
-        h.max(1) as u32,
-        image::imageops::FilterType::Lanczos3,
-    );
-    let settings = [
-        (
-            "default-adaptive",
-            CompressionType::Default,
-            FilterType::Adaptive,
-        ),
-        ("fast-adaptive", CompressionType::Fast, FilterType::Adaptive),
-        ("default-paeth", CompressionType::Default, FilterType::Paeth),
-        ("fast-paeth", CompressionType::Fast, FilterType::Paeth),
-    ];
-    let mut out = serde_json::Map::new();
-    for (name, compression, filter) in settings {
-        let mut times = Vec::new();
-        let mut len = 0;
-        for _ in 0..req.iters {
-            let mut buf = Vec::new();
-            let t = Instant::now();
-            PngEncoder::new_with_quality(&mut buf, compression, filter).write_image(
-                small.as_bytes(),
-                small.width(),
-                small.height(),
-                small.color().into(),
-            )?;
-            times.push(ms(t.elapsed()));
-            len = buf.len();
-        }
-        out.insert(
-            name.to_string(),
-            serde_json::json!({ "median_ms": median(&mut times), "bytes": len }),
-        );
-    }
-    Ok(serde_json::Value::Object(out))
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn worker() -> Result<()> {
     let mut masters: std::collections::HashMap<String, Vec<u8>> = Default::default();
     let stdout = std::io::stdout();
@@ -434,21 +253,6 @@ fn worker() -> Result<()> {
                 masters.entry(req.master.clone()).or_insert(bytes)
             }
         };
-        if matches!(req.op.as_str(), "experiment" | "boxshrink" | "pngenc") {
-            let reply = if req.op == "boxshrink" {
-                run_boxshrink(&req, master)
-            } else if req.op == "pngenc" {
-                run_pngenc(&req, master)
-            } else {
-                run_experiment(&req, master)
-            }
-            .unwrap_or_else(|e| serde_json::json!({ "error": format!("{e:#}") }));
-            let mut out = stdout.lock();
-            serde_json::to_writer(&mut out, &reply)?;
-            out.write_all(b"\n")?;
-            out.flush()?;
-            continue;
-        }
         let reply = match req.op.as_str() {
             "render" => run_render(&req, master),
             "floor" => run_floor(&req, master),

@@ -1,5 +1,7 @@
 //! Sniff → header → limits → decode. The header is read and the limits are checked before
-//! any pixel buffer exists, so a decompression bomb costs microseconds and no memory.
+//! any pixel buffer exists, so a decompression bomb costs microseconds and no memory. The
+//! common PNG master is only opened here and decoded later, streaming, once the pipeline
+//! knows how much it may shrink it on the way ([`Source::decode`]).
 
 use std::io::Cursor;
 
@@ -7,6 +9,8 @@ use image::metadata::Orientation;
 use image::{ColorType, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
 use super::pixels::Pixels;
+use super::png_rows;
+use super::rows::{BoxShrink, Collect, RowSink, Shrunk};
 use super::Limits;
 use crate::error::{Error, Result};
 
@@ -93,20 +97,116 @@ fn corrupt(format: ImageFormat, detail: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// Decode the master within the limits.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Master> {
-    check_bytes(bytes.len(), limits)?;
-    let format = sniff(bytes)?;
-    match format {
-        ImageFormat::Png => decode_png(bytes, limits),
-        ImageFormat::Jpeg => decode_jpeg(bytes, limits),
-        _ => decode_webp(bytes, limits),
+/// A master whose header has been read and checked against the limits.
+#[derive(Debug)]
+pub enum Source {
+    /// A PNG the streaming decoder takes ([`png_rows`]): nothing decoded yet.
+    Rows {
+        width: u32,
+        height: u32,
+        channels: u8,
+        orientation: Orientation,
+        icc: Option<Vec<u8>>,
+    },
+    /// Any other master, decoded whole.
+    Whole(Master),
+}
+
+/// The pixels the pipeline goes on with, possibly box-shrunk already.
+#[derive(Debug)]
+pub struct Decoded {
+    pub pixels: Pixels,
+    /// Colour is premultiplied by alpha (the box pre-shrink did it).
+    pub premultiplied: bool,
+}
+
+impl Source {
+    /// Stored (unoriented) size.
+    pub fn size(&self) -> (u32, u32) {
+        match self {
+            Source::Rows { width, height, .. } => (*width, *height),
+            Source::Whole(m) => m.pixels.size(),
+        }
+    }
+
+    pub fn orientation(&self) -> Orientation {
+        match self {
+            Source::Rows { orientation, .. } | Source::Whole(Master { orientation, .. }) => {
+                *orientation
+            }
+        }
+    }
+
+    /// The pixels, box-shrunk by `kx`×`ky` on the way when either is above 1 (streaming:
+    /// a PNG master is then never held at full size), and the ICC profile.
+    pub fn decode(self, bytes: &[u8], kx: u32, ky: u32) -> Result<(Decoded, Option<Vec<u8>>)> {
+        let shrink = kx > 1 || ky > 1;
+        match self {
+            Source::Rows {
+                width,
+                height,
+                channels,
+                icc,
+                ..
+            } => {
+                let decoded = if shrink {
+                    let mut sink = BoxShrink::new(width, height, channels, kx, ky);
+                    png_rows::decode(bytes, width, height, channels, &mut sink)?;
+                    sink.finish()?.into()
+                } else {
+                    let mut sink = Collect::new(width, height, channels);
+                    png_rows::decode(bytes, width, height, channels, &mut sink)?;
+                    Decoded {
+                        pixels: sink.finish()?,
+                        premultiplied: false,
+                    }
+                };
+                Ok((decoded, icc))
+            }
+            Source::Whole(Master { pixels, icc, .. }) if shrink => {
+                let (w, h, n) = (pixels.width, pixels.height, pixels.channels);
+                let mut sink = BoxShrink::new(w, h, n, kx, ky);
+                for row in pixels.data.chunks_exact(w as usize * n as usize) {
+                    sink.push_row(row)?;
+                }
+                Ok((sink.finish()?.into(), icc))
+            }
+            Source::Whole(Master { pixels, icc, .. }) => Ok((
+                Decoded {
+                    pixels,
+                    premultiplied: false,
+                },
+                icc,
+            )),
+        }
     }
 }
 
-/// PNG through the png crate directly: palette expansion and 16→8-bit stripping happen
-/// row by row inside the decoder, so there is never a 16-bit or indexed full-size copy.
-fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Master> {
+impl From<Shrunk> for Decoded {
+    fn from(s: Shrunk) -> Decoded {
+        Decoded {
+            pixels: s.pixels,
+            premultiplied: s.premultiplied,
+        }
+    }
+}
+
+/// Sniff, check the limits and read the header; a PNG the streaming decoder takes stops
+/// there, any other master is decoded whole.
+pub fn open(bytes: &[u8], limits: &Limits) -> Result<Source> {
+    check_bytes(bytes.len(), limits)?;
+    match sniff(bytes)? {
+        ImageFormat::Png => open_png(bytes, limits),
+        ImageFormat::Jpeg => decode_jpeg(bytes, limits).map(Source::Whole),
+        _ => decode_webp(bytes, limits).map(Source::Whole),
+    }
+}
+
+/// PNG: the header (and the chunks before the image data) through the png crate; the
+/// common 8-bit PNG then streams through [`png_rows`], anything else is decoded by the png
+/// crate: palette expansion and 16→8-bit stripping happen row by row inside it, so there is
+/// never a 16-bit or indexed full-size copy.
+fn open_png(bytes: &[u8], limits: &Limits) -> Result<Source> {
     let png_limits = png::Limits {
         bytes: usize::try_from(alloc_limit(limits)).unwrap_or(usize::MAX),
     };
@@ -126,6 +226,15 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Master> {
         .as_deref()
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
+    if let Some(channels) = png_rows::fast_path_channels(info) {
+        return Ok(Source::Rows {
+            width: info.width,
+            height: info.height,
+            channels,
+            orientation,
+            icc,
+        });
+    }
     let channels = match reader.output_color_type().0 {
         png::ColorType::Grayscale => 1,
         png::ColorType::GrayscaleAlpha => 2,
@@ -142,11 +251,11 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Master> {
     // For an animated PNG this is the default image, i.e. the first frame.
     let frame = reader.next_frame(&mut data).map_err(map_err)?;
     data.truncate(frame.buffer_size());
-    Ok(Master {
+    Ok(Source::Whole(Master {
         pixels: Pixels::new(frame.width, frame.height, channels, data),
         orientation,
         icc,
-    })
+    }))
 }
 
 /// JPEG through jpeg-decoder, not image's zune-jpeg: zune-jpeg 0.5.15 mis-decodes

@@ -1,4 +1,4 @@
-//! Encoders: libwebp (lossy, method 4, single-threaded: deterministic), jpeg-encoder
+//! Encoders: libwebp (lossy, method 4, alpha on a second thread, deterministic), jpeg-encoder
 //! (4:2:0, optimised Huffman tables), image's PNG encoder. Each carries the master's ICC
 //! profile into the variant.
 
@@ -76,6 +76,22 @@ pub fn jpeg(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// libwebp's `thread_level`: 1 encodes the alpha plane on a second thread while the colour
+/// is encoded (and splits the analysis pass). Its output is byte-identical to one thread's
+/// (tested), so variants stay a pure function of master and spec. Needs libwebp built with
+/// `WEBP_USE_THREAD` (.cargo/config.toml); without it this is a no-op.
+const WEBP_THREADS: i32 = 1;
+
+/// sharp's `webp({quality})`: lossy, method (effort) 4, libwebp's defaults otherwise.
+fn webp_config(quality: u8, thread_level: i32) -> Result<webp::WebPConfig> {
+    let mut config = webp::WebPConfig::new().map_err(|()| internal("configuring WebP", "init"))?;
+    config.lossless = 0;
+    config.quality = f32::from(quality.clamp(1, 100));
+    config.method = 4;
+    config.thread_level = thread_level;
+    Ok(config)
+}
+
 /// `px` must be RGB or RGBA.
 pub fn webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     too_large_for("WebP", px, WEBP_MAX_SIDE)?;
@@ -84,12 +100,7 @@ pub fn webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
         4 => webp::PixelLayout::Rgba,
         n => return Err(internal("encoding WebP", format!("{n} channels"))),
     };
-    let mut config = webp::WebPConfig::new().map_err(|()| internal("configuring WebP", "init"))?;
-    config.lossless = 0;
-    config.quality = f32::from(quality.clamp(1, 100));
-    config.method = 4;
-    // One thread: libwebp's output is then a pure function of its input.
-    config.thread_level = 0;
+    let config = webp_config(quality, WEBP_THREADS)?;
     let encoded = webp::Encoder::new(&px.data, layout, px.width, px.height)
         .encode_advanced(&config)
         .map_err(|e| internal("encoding WebP", format!("{e:?}")))?;
@@ -125,5 +136,36 @@ pub fn encode(px: &Pixels, format: Format, quality: u8, icc: Option<&[u8]>) -> R
         Format::Avif => Err(Error::internal(
             "internal error: AVIF output is not implemented and should have been refused",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second libwebp thread must not change a single byte: variants are cached forever
+    /// and the same URL must always give the same object.
+    #[test]
+    fn webp_threads_give_the_same_bytes_as_one_thread() {
+        let (w, h) = (96u32, 64u32);
+        let data: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [
+                    (x * 3) as u8,
+                    (y * 4) as u8,
+                    ((x ^ y) * 5) as u8,
+                    (x * y % 256) as u8,
+                ]
+            })
+            .collect();
+        let px = Pixels::new(w, h, 4, data);
+        let threaded = webp(&px, 80, None).unwrap();
+        let single = webp::Encoder::new(&px.data, webp::PixelLayout::Rgba, w, h)
+            .encode_advanced(&webp_config(80, 0).unwrap())
+            .unwrap()
+            .to_vec();
+        assert_eq!(WEBP_THREADS, 1);
+        assert!(threaded == single, "thread_level 1 changed the WebP bytes");
     }
 }

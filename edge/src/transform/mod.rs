@@ -1,5 +1,6 @@
-//! The transform pipeline: sniff + header → limits → decode → plan → resize → orient →
-//! pad/flatten → encode. Pure: bytes in, bytes out, no I/O. Deterministic.
+//! The transform pipeline: sniff + header → limits → plan → decode (with the box
+//! pre-shrink on the rows as they arrive) → resample → orient → pad/flatten → encode.
+//! Pure: bytes in, bytes out, no I/O. Deterministic.
 //!
 //! Each step is a small function over one pixel buffer ([`pixels::Pixels`]); the geometry
 //! is a pure [`plan::Plan`] computed from the spec and the master's header. The resample
@@ -10,7 +11,9 @@ mod decode;
 mod encode;
 pub mod pixels;
 pub mod plan;
+mod png_rows;
 mod riff;
+mod rows;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +23,7 @@ use image::metadata::Orientation;
 
 use crate::error::Result;
 use crate::spec::{Format, VariantSpec};
-use decode::Master;
+use decode::Decoded;
 use pixels::Pixels;
 use plan::{Plan, Rect};
 
@@ -43,7 +46,8 @@ impl Default for Limits {
 }
 
 /// Wall time of each stage, for `Server-Timing` and the benchmark. `decode` includes the
-/// header and limit checks; `resize` includes orienting, padding and flattening.
+/// header and limit checks and the box pre-shrink (done on the decoder's rows as they
+/// arrive); `resize` is the Lanczos3 resample plus orienting, padding and flattening.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
     pub decode: Duration,
@@ -64,17 +68,17 @@ pub struct Rendered {
 /// Render `spec` from the master's bytes.
 pub fn render(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Result<Rendered> {
     let clock = Instant::now();
-    let Master {
-        pixels,
-        orientation,
-        icc,
-    } = decode::decode(master, limits)?;
+    let source = decode::open(master, limits)?;
+    let orientation = source.orientation();
+    let oriented = plan::oriented_size(orientation, source.size());
+    let plan = plan::plan(oriented, spec.width, spec.height, spec.fit);
+    let resample = Resample::new(orientation, source.size(), &plan);
+    let (kx, ky) = resample.as_ref().map_or((1, 1), Resample::box_factors);
+    let (decoded, icc) = source.decode(master, kx, ky)?;
     let decode_time = clock.elapsed();
 
     let clock = Instant::now();
-    let oriented = plan::oriented_size(orientation, pixels.size());
-    let plan = plan::plan(oriented, spec.width, spec.height, spec.fit);
-    let pixels = resize(pixels, orientation, &plan)?;
+    let pixels = resize(decoded, orientation, resample, (kx, ky))?;
     let pixels = shape_for_output(pixels, &plan, spec);
     let resize_time = clock.elapsed();
 
@@ -107,26 +111,58 @@ fn box_factor(from: f64, to: u32) -> u32 {
     }
 }
 
-/// Resample the stored pixels per the plan, then orient the (small) result.
-fn resize(mut px: Pixels, orientation: Orientation, plan: &Plan) -> Result<Pixels> {
-    px.drop_opaque_alpha();
-    let raw = px.size();
-    if plan.keeps_pixels(plan::oriented_size(orientation, raw)) {
+/// The resample the plan asks for, in the stored (unoriented) image's coordinates; `None`
+/// when the plan keeps the master's pixels.
+#[derive(Debug, Clone, Copy)]
+struct Resample {
+    crop: Rect,
+    target: (u32, u32),
+}
+
+impl Resample {
+    fn new(orientation: Orientation, raw: (u32, u32), plan: &Plan) -> Option<Resample> {
+        if plan.keeps_pixels(plan::oriented_size(orientation, raw)) {
+            return None;
+        }
+        let target = if plan::swaps_axes(orientation) {
+            (plan.resize.1, plan.resize.0)
+        } else {
+            plan.resize
+        };
+        Some(Resample {
+            crop: plan::rect_in_raw(orientation, raw, plan.crop),
+            target,
+        })
+    }
+
+    /// The box pre-shrink the decoder applies on the way.
+    fn box_factors(&self) -> (u32, u32) {
+        (
+            box_factor(self.crop.w, self.target.0),
+            box_factor(self.crop.h, self.target.1),
+        )
+    }
+}
+
+/// Resample the (possibly box-shrunk) stored pixels per the plan, then orient the (small)
+/// result.
+fn resize(
+    decoded: Decoded,
+    orientation: Orientation,
+    resample: Option<Resample>,
+    (kx, ky): (u32, u32),
+) -> Result<Pixels> {
+    let Decoded {
+        pixels: mut px,
+        premultiplied,
+    } = decoded;
+    if !premultiplied {
+        px.drop_opaque_alpha();
+    }
+    let Some(Resample { mut crop, target }) = resample else {
         return px.orient(orientation);
-    }
-    let mut crop = plan::rect_in_raw(orientation, raw, plan.crop);
-    let target = if plan::swaps_axes(orientation) {
-        (plan.resize.1, plan.resize.0)
-    } else {
-        plan.resize
     };
-    let alpha = px.has_alpha();
-    if alpha {
-        px.premultiply()?;
-    }
-    let (kx, ky) = (box_factor(crop.w, target.0), box_factor(crop.h, target.1));
     if kx > 1 || ky > 1 {
-        px = px.box_shrink(kx, ky);
         let (kx, ky) = (f64::from(kx), f64::from(ky));
         let (sw, sh) = (f64::from(px.width), f64::from(px.height));
         let (x, y) = ((crop.x / kx).min(sw), (crop.y / ky).min(sh));
@@ -136,6 +172,10 @@ fn resize(mut px: Pixels, orientation: Orientation, plan: &Plan) -> Result<Pixel
             w: (crop.w / kx).min(sw - x),
             h: (crop.h / ky).min(sh - y),
         };
+    }
+    let alpha = px.has_alpha();
+    if alpha && !premultiplied {
+        px.premultiply()?;
     }
     let mut out = px.resample(crop, target)?;
     drop(px);

@@ -1,5 +1,5 @@
 //! An 8-bit interleaved pixel buffer (grey, grey+alpha, RGB, RGBA) and the pixel steps of
-//! the pipeline: drop opaque alpha, premultiply, box pre-shrink, Lanczos3 resample,
+//! the pipeline: drop opaque alpha, premultiply, Lanczos3 resample,
 //! orient, flatten, pad. Each step consumes or edits one buffer, so the pipeline never
 //! holds more than one full-size copy of the master.
 
@@ -97,50 +97,6 @@ impl Pixels {
         MulDiv::default()
             .divide_alpha_inplace(&mut view)
             .map_err(|e| internal("dividing alpha", e))
-    }
-
-    /// Average `kx`×`ky` blocks (partial blocks at the right and bottom edges average the
-    /// pixels they have). libvips does the same integer pre-shrink before its Lanczos3
-    /// reduce on large shrink factors: it is fast and alias-free.
-    pub fn box_shrink(&self, kx: u32, ky: u32) -> Pixels {
-        match self.channels {
-            1 => self.box_shrink_n::<1>(kx, ky),
-            2 => self.box_shrink_n::<2>(kx, ky),
-            3 => self.box_shrink_n::<3>(kx, ky),
-            _ => self.box_shrink_n::<4>(kx, ky),
-        }
-    }
-
-    /// `N` channels as a constant, so the inner loops unroll and vectorise.
-    fn box_shrink_n<const N: usize>(&self, kx: u32, ky: u32) -> Pixels {
-        let (w, h) = (self.width as usize, self.height as usize);
-        let (kx, ky) = (kx as usize, ky as usize);
-        let (ow, oh) = (w.div_ceil(kx), h.div_ceil(ky));
-        let mut out = vec![0u8; ow * oh * N];
-        let mut sums = vec![[0u32; N]; ow];
-        for (oy, out_row) in out.chunks_exact_mut(ow * N).enumerate() {
-            sums.iter_mut().for_each(|s| *s = [0; N]);
-            let rows = (oy * ky)..((oy + 1) * ky).min(h);
-            let row_count = rows.len();
-            for y in rows {
-                let row = &self.data[y * w * N..(y + 1) * w * N];
-                for (sum, block) in sums.iter_mut().zip(row.chunks(kx * N)) {
-                    for px in block.chunks_exact(N) {
-                        for c in 0..N {
-                            sum[c] += u32::from(px[c]);
-                        }
-                    }
-                }
-            }
-            for (ox, (sum, dst)) in sums.iter().zip(out_row.chunks_exact_mut(N)).enumerate() {
-                let cols = ((ox + 1) * kx).min(w) - ox * kx;
-                let count = (cols * row_count) as u32;
-                for c in 0..N {
-                    dst[c] = ((sum[c] + count / 2) / count) as u8;
-                }
-            }
-        }
-        Pixels::new(ow as u32, oh as u32, self.channels, out)
     }
 
     /// Lanczos3 resample of `crop` to `to`. Alpha must already be premultiplied.
@@ -261,17 +217,6 @@ mod tests {
         let mut p = Pixels::new(2, 1, 4, vec![1, 2, 3, 255, 4, 5, 6, 254]);
         p.drop_opaque_alpha();
         assert_eq!(p.channels, 4);
-    }
-
-    #[test]
-    fn box_shrink_averages_blocks_including_partial_edges() {
-        // 5×3 grey, blocks of 2×2: output 3×2; the edge blocks average what they cover.
-        let data: Vec<u8> = (0..15).map(|v| v * 10).collect();
-        let out = Pixels::new(5, 3, 1, data).box_shrink(2, 2);
-        assert_eq!(out.size(), (3, 2));
-        // Block (0,0): 0,10,50,60 → 30. Block (2,0): 40,90 → 65. Block (0,1): 100,110 → 105.
-        // Block (2,1): 140 alone.
-        assert_eq!(out.data, vec![30, 50, 65, 105, 125, 140]);
     }
 
     #[test]
