@@ -8,9 +8,9 @@
 //   POST /2018-06-01/runtime/invocation/{id}/response  resolves that event's handler promise
 //   POST /2018-06-01/runtime/invocation/{id}/error     → 502 generated response
 //   POST /2018-06-01/runtime/init/error                → 502 for everything pending
-// The child is started on the first event (cold start), restarted on the next event after
-// it dies, and never waited on past the deadline (default 25 s, below CloudFront's 30 s
-// origin timeout). No npm dependencies.
+// The child is started when the module loads (Lambda's init phase, so the first event finds
+// it ready), restarted on the next event after it dies, and never waited on past the
+// deadline (default 25 s, below CloudFront's 30 s origin timeout). No npm dependencies.
 
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -252,3 +252,12 @@ export async function shutdown() {
   state.server = null;
   state.starting = null;
 }
+
+// Lambda runs module code in the function's init phase, before the first event: start the
+// Runtime API and the bootstrap there, so the first event finds the child initialised (S3
+// client built) and already polling. A failure here is logged and the first event retries.
+ensureServer()
+  .then(() => {
+    if (!state.child && !state.closed) startChild();
+  })
+  .catch((e) => console.error(`imgedge shim init: ${e.message}`));
