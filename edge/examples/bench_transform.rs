@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use edge::spec::{Format, Rgb, VariantSpec};
-use edge::transform::{render, Limits};
+use edge::transform::pixels::Pixels;
+use edge::transform::{encode, render, Limits};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -136,65 +137,6 @@ fn idat_stream(png: &[u8]) -> Result<Vec<u8>> {
     Ok(idat)
 }
 
-/// libwebp lossy at the pipeline's settings (method 4), `threads` = libwebp's thread_level.
-fn webp_encode(img: &image::DynamicImage, q: u8, threads: i32) -> Result<Vec<u8>> {
-    webp_encode_with(img, q, threads, 1)
-}
-
-/// `alpha_filtering`: libwebp's predictive filtering of the alpha plane (0 none, 1 fast).
-fn webp_encode_with(
-    img: &image::DynamicImage,
-    q: u8,
-    threads: i32,
-    alpha_filtering: i32,
-) -> Result<Vec<u8>> {
-    let enc = webp::Encoder::from_image(img).map_err(|e| anyhow::anyhow!("webp encoder: {e}"))?;
-    let mut config =
-        webp::WebPConfig::new().map_err(|()| anyhow::anyhow!("webp config init failed"))?;
-    config.lossless = 0;
-    config.quality = f32::from(q);
-    config.method = 4;
-    config.thread_level = threads;
-    config.alpha_filtering = alpha_filtering;
-    let out = enc
-        .encode_advanced(&config)
-        .map_err(|e| anyhow::anyhow!("webp encode: {e:?}"))?;
-    Ok(out.to_vec())
-}
-
-/// Encodes `img` the way the pipeline's encoders are configured (edge/src/transform/
-/// encode.rs: libwebp method 4 on one thread, jpeg-encoder 4:2:0 with optimised Huffman
-/// tables, image's PNG encoder at default compression with adaptive filtering).
-fn encode_alone(img: &image::DynamicImage, fmt: Format, q: u8) -> Result<usize> {
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-    use image::ImageEncoder;
-    Ok(match fmt {
-        Format::Webp => webp_encode(img, q, 0)?.len(),
-        Format::Jpeg => {
-            let rgb = img.to_rgb8();
-            let mut out = Vec::new();
-            let mut enc = jpeg_encoder::Encoder::new(&mut out, q);
-            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-            enc.set_optimized_huffman_tables(true);
-            let (w, h) = (u16::try_from(rgb.width())?, u16::try_from(rgb.height())?);
-            enc.encode(rgb.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)?;
-            out.len()
-        }
-        Format::Png => {
-            let mut out = Vec::new();
-            PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
-                .write_image(
-                    img.as_bytes(),
-                    img.width(),
-                    img.height(),
-                    img.color().into(),
-                )?;
-            out.len()
-        }
-        Format::Avif => bail!("no AVIF floor"),
-    })
-}
-
 fn run_floor(req: &Request, master: &[u8]) -> Result<Reply> {
     let fmt = parse_format(&req.fmt)?;
     let idat = idat_stream(master)?;
@@ -212,6 +154,14 @@ fn run_floor(req: &Request, master: &[u8]) -> Result<Reply> {
     } else {
         image::DynamicImage::ImageRgb8(small.to_rgb8())
     };
+    // Encoded by the pipeline's own encoder stage (`transform::encode`, same settings).
+    let channels = small.color().channel_count();
+    let small_px = Pixels::new(
+        small.width(),
+        small.height(),
+        channels,
+        small.as_bytes().to_vec(),
+    );
     let mut reply = Reply {
         width: small.width(),
         height: small.height(),
@@ -230,7 +180,7 @@ fn run_floor(req: &Request, master: &[u8]) -> Result<Reply> {
         std::hint::black_box(img);
 
         let t = Instant::now();
-        reply.bytes = encode_alone(&small, fmt, req.q)?;
+        reply.bytes = encode(&small_px, fmt, req.q)?.len();
         reply.encode_ms.push(ms(t.elapsed()));
     }
     Ok(reply)

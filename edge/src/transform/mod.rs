@@ -100,6 +100,12 @@ pub fn render(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Result<Rend
     })
 }
 
+/// Encode already output-shaped pixels as `render`'s last stage does (no ICC profile): the
+/// benchmark's floor measures this stage alone.
+pub fn encode(pixels: &Pixels, format: Format, quality: u8) -> Result<Vec<u8>> {
+    encode::encode(pixels, format, quality, None)
+}
+
 /// Integer box pre-shrink for a reduction `from → to` along one axis: like libvips,
 /// shrink by `⌊factor / 2⌋` so Lanczos3 always does the last 2–4× itself.
 fn box_factor(from: f64, to: u32) -> u32 {

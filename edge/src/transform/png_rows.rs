@@ -309,13 +309,13 @@ fn unfilter<const N: usize>(filter: u8, prev: &[u8], row: &mut [u8]) -> Result<(
             }
         }
         4 => {
-            // Left and up-left carried as i16: the predictor's arithmetic needs them so.
-            let (mut left, mut up_left) = ([0i16; N], [0i16; N]);
+            // Left and up-left carried as i32: the predictor's arithmetic needs them wide.
+            let (mut left, mut up_left) = ([0i32; N], [0i32; N]);
             for (px, up) in row.chunks_exact_mut(N).zip(prev.chunks_exact(N)) {
                 for c in 0..N {
-                    let b = i16::from(up[c]);
+                    let b = i32::from(up[c]);
                     px[c] = px[c].wrapping_add(paeth(left[c], b, up_left[c]));
-                    left[c] = i16::from(px[c]);
+                    left[c] = i32::from(px[c]);
                     up_left[c] = b;
                 }
             }
@@ -327,7 +327,7 @@ fn unfilter<const N: usize>(filter: u8, prev: &[u8], row: &mut [u8]) -> Result<(
 
 /// The Paeth predictor in stb_image's branch-free form (same result as the spec's).
 #[inline(always)]
-fn paeth(a: i16, b: i16, c: i16) -> u8 {
+fn paeth(a: i32, b: i32, c: i32) -> u8 {
     let thresh = c * 3 - (a + b);
     let (lo, hi) = (a.min(b), a.max(b));
     let t0 = if hi <= thresh { lo } else { c };
@@ -362,7 +362,7 @@ mod tests {
         for a in 0..=255u8 {
             for b in 0..=255u8 {
                 for c in (0..=255u8).step_by(3) {
-                    let fast = paeth(i16::from(a), i16::from(b), i16::from(c));
+                    let fast = paeth(i32::from(a), i32::from(b), i32::from(c));
                     assert_eq!(fast, paeth_spec(a, b, c), "{a} {b} {c}");
                 }
             }
