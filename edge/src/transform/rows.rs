@@ -71,13 +71,46 @@ pub struct BoxShrink {
     kx: usize,
     ky: usize,
     /// Per sample of a row: the sum over the rows of the current block row.
-    columns: Vec<u32>,
+    columns: Columns,
     rows_in_block: usize,
     rows_seen: usize,
     out: Vec<u8>,
     /// A row with some alpha below 255 was seen: the output is premultiplied.
     transparent: bool,
     scratch: Vec<u8>,
+}
+
+/// Column sums over the rows of a block row: u16 while a block is at most 257 rows tall
+/// (257 × 255 < 2¹⁶), so the per-row add runs on twice the lanes; u32 beyond.
+#[derive(Debug)]
+enum Columns {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Columns {
+    fn new(len: usize, ky: usize) -> Columns {
+        if ky <= 257 {
+            Columns::Narrow(vec![0; len])
+        } else {
+            Columns::Wide(vec![0; len])
+        }
+    }
+
+    /// Add a row: a straight, vectorised add per sample.
+    fn add(&mut self, row: &[u8]) {
+        match self {
+            Columns::Narrow(c) => c.iter_mut().zip(row).for_each(|(s, &v)| *s += u16::from(v)),
+            Columns::Wide(c) => c.iter_mut().zip(row).for_each(|(s, &v)| *s += u32::from(v)),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Columns::Narrow(c) => c.fill(0),
+            Columns::Wide(c) => c.fill(0),
+        }
+    }
 }
 
 /// The result of a [`BoxShrink`].
@@ -98,7 +131,7 @@ impl BoxShrink {
             channels: n,
             kx,
             ky,
-            columns: vec![0; w * n],
+            columns: Columns::new(w * n, ky),
             rows_in_block: 0,
             rows_seen: 0,
             out: Vec::with_capacity(w.div_ceil(kx) * h.div_ceil(ky) * n),
@@ -130,13 +163,6 @@ impl BoxShrink {
         })
     }
 
-    /// Add a row into the column sums: a straight, vectorised add per sample.
-    fn accumulate(columns: &mut [u32], row: &[u8]) {
-        for (sum, &v) in columns.iter_mut().zip(row) {
-            *sum += u32::from(v);
-        }
-    }
-
     /// A block row is complete: sum each block's columns and round to the mean.
     fn emit_block_row(&mut self) {
         match self.channels {
@@ -145,23 +171,39 @@ impl BoxShrink {
             3 => self.emit_blocks::<3>(),
             _ => self.emit_blocks::<4>(),
         }
-        self.columns.fill(0);
+        self.columns.clear();
         self.rows_in_block = 0;
     }
 
     fn emit_blocks<const N: usize>(&mut self) {
-        let (kx, w, rows) = (self.kx, self.width, self.rows_in_block);
-        for (ox, block) in self.columns.chunks(kx * N).enumerate() {
+        match &self.columns {
+            Columns::Narrow(c) => {
+                Self::emit_sums::<N, u16>(c, self.kx, self.width, self.rows_in_block, &mut self.out)
+            }
+            Columns::Wide(c) => {
+                Self::emit_sums::<N, u32>(c, self.kx, self.width, self.rows_in_block, &mut self.out)
+            }
+        }
+    }
+
+    fn emit_sums<const N: usize, T: Copy + Into<u32>>(
+        columns: &[T],
+        kx: usize,
+        w: usize,
+        rows: usize,
+        out: &mut Vec<u8>,
+    ) {
+        for (ox, block) in columns.chunks(kx * N).enumerate() {
             let mut sum = [0u32; N];
             for px in block.chunks_exact(N) {
                 for c in 0..N {
-                    sum[c] += px[c];
+                    sum[c] += px[c].into();
                 }
             }
             let cols = ((ox + 1) * kx).min(w) - ox * kx;
             let count = (cols * rows) as u32;
             for s in sum {
-                self.out.push(((s + count / 2) / count) as u8);
+                out.push(((s + count / 2) / count) as u8);
             }
         }
     }
@@ -198,7 +240,7 @@ impl RowSink for BoxShrink {
             self.premultiply_row(row)?;
             &self.scratch[..]
         };
-        Self::accumulate(&mut self.columns, row);
+        self.columns.add(row);
         self.rows_in_block += 1;
         self.rows_seen += 1;
         if self.rows_in_block == self.ky || self.rows_seen == self.height {
@@ -233,6 +275,30 @@ mod tests {
         // Block (2,1): 140 alone.
         assert_eq!(out.pixels.data, vec![30, 50, 65, 105, 125, 140]);
         assert!(!out.premultiplied);
+    }
+
+    #[test]
+    fn tall_blocks_sum_wide_and_short_blocks_narrow_to_the_same_means() {
+        // 3×600 grey of 255s and 254s: blocks 300 rows tall overflow u16 sums (76,500).
+        let data: Vec<u8> = (0..1800)
+            .map(|i| if i % 2 == 0 { 255 } else { 254 })
+            .collect();
+        let px = Pixels::new(3, 600, 1, data);
+        let tall = shrink(&px, 3, 300);
+        assert!(matches!(
+            BoxShrink::new(3, 600, 1, 3, 300).columns,
+            Columns::Wide(_)
+        ));
+        assert_eq!(tall.pixels.data, vec![255, 255]); // mean 254.5 rounds up
+        let short = shrink(&px, 3, 200);
+        assert!(matches!(
+            BoxShrink::new(3, 600, 1, 3, 200).columns,
+            Columns::Narrow(_)
+        ));
+        assert_eq!(short.pixels.data, vec![255, 255, 255]);
+        // A 255-only block of 257 rows is the narrow limit: 257 × 255 = 65,535.
+        let full = shrink(&Pixels::new(1, 257, 1, vec![255; 257]), 1, 257);
+        assert_eq!(full.pixels.data, vec![255]);
     }
 
     #[test]
