@@ -10,7 +10,7 @@ use image::{ColorType, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
 use super::pixels::Pixels;
 use super::png_rows;
-use super::rows::{BoxShrink, Collect, RowSink, Shrunk};
+use super::rows::{BoxShrink, Collect, Decoded, RowSink};
 use super::Limits;
 use crate::error::{Error, Result};
 
@@ -112,14 +112,6 @@ pub enum Source {
     Whole(Master),
 }
 
-/// The pixels the pipeline goes on with, possibly box-shrunk already.
-#[derive(Debug)]
-pub struct Decoded {
-    pub pixels: Pixels,
-    /// Colour is premultiplied by alpha (the box pre-shrink did it).
-    pub premultiplied: bool,
-}
-
 impl Source {
     /// Stored (unoriented) size.
     pub fn size(&self) -> (u32, u32) {
@@ -152,7 +144,7 @@ impl Source {
                 let decoded = if shrink {
                     let mut sink = BoxShrink::new(width, height, channels, kx, ky);
                     png_rows::decode(bytes, width, height, channels, &mut sink)?;
-                    sink.finish()?.into()
+                    sink.finish()?
                 } else {
                     let mut sink = Collect::new(width, height, channels);
                     png_rows::decode(bytes, width, height, channels, &mut sink)?;
@@ -169,7 +161,7 @@ impl Source {
                 for row in pixels.data.chunks_exact(w as usize * n as usize) {
                     sink.push_row(row)?;
                 }
-                Ok((sink.finish()?.into(), icc))
+                Ok((sink.finish()?, icc))
             }
             Source::Whole(Master { pixels, icc, .. }) => Ok((
                 Decoded {
@@ -178,15 +170,6 @@ impl Source {
                 },
                 icc,
             )),
-        }
-    }
-}
-
-impl From<Shrunk> for Decoded {
-    fn from(s: Shrunk) -> Decoded {
-        Decoded {
-            pixels: s.pixels,
-            premultiplied: s.premultiplied,
         }
     }
 }

@@ -23,9 +23,9 @@ use image::metadata::Orientation;
 
 use crate::error::Result;
 use crate::spec::{Format, VariantSpec};
-use decode::Decoded;
 use pixels::Pixels;
 use plan::{Plan, Rect};
+use rows::Decoded;
 
 /// Resource limits, checked before decoding (configuration, not constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

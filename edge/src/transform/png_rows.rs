@@ -160,9 +160,11 @@ fn inflate(idat: &[&[u8]], total: usize, mut emit: impl FnMut(&[u8]) -> Result<(
                 .map_err(|e| corrupt(format!("{e:?}")))?;
             input = &input[used..];
             pos += written;
+            // fdeflate returns when the input is used up, the buffer is full or the stream
+            // ends: each is a whole run to hand on.
             let new = (pos - sent).min(total - produced);
             let full = pos == buf.len();
-            if new > 0 && (full || z.is_done() || produced + new == total || input.is_empty()) {
+            if new > 0 {
                 emit(&buf[sent..sent + new])?;
                 produced += new;
                 sent = pos;

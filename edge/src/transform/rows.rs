@@ -113,9 +113,10 @@ impl Columns {
     }
 }
 
-/// The result of a [`BoxShrink`].
+/// Decoded pixels as the pipeline goes on with them: whole, or box-shrunk by a
+/// [`BoxShrink`] on the way.
 #[derive(Debug)]
-pub struct Shrunk {
+pub struct Decoded {
     pub pixels: Pixels,
     /// Colour is premultiplied by alpha (the caller divides after resampling).
     pub premultiplied: bool,
@@ -144,7 +145,7 @@ impl BoxShrink {
         self.channels == 2 || self.channels == 4
     }
 
-    pub fn finish(self) -> Result<Shrunk> {
+    pub fn finish(self) -> Result<Decoded> {
         if self.rows_seen != self.height {
             return Err(Error::internal(
                 "internal error: the decoder gave too few rows",
@@ -157,7 +158,7 @@ impl BoxShrink {
         if alpha && !self.transparent {
             pixels.drop_opaque_alpha();
         }
-        Ok(Shrunk {
+        Ok(Decoded {
             pixels,
             premultiplied,
         })
@@ -254,7 +255,7 @@ impl RowSink for BoxShrink {
 mod tests {
     use super::*;
 
-    fn shrink(px: &Pixels, kx: u32, ky: u32) -> Shrunk {
+    fn shrink(px: &Pixels, kx: u32, ky: u32) -> Decoded {
         let mut sink = BoxShrink::new(px.width, px.height, px.channels, kx, ky);
         for row in px
             .data
