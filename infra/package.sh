@@ -52,7 +52,11 @@ if [[ "$skip_build" == false ]]; then
     if ! command -v cargo-lambda >/dev/null 2>&1; then
         python3 -m pip install --quiet cargo-lambda
     fi
-    (cd "$ROOT" && cargo lambda build --release --bin bootstrap --target "$TARGET" --lambda-dir "$build_dir")
+    # The lean bootstrap: the core and the Lambda runtime only (no emulator, no CLI), and
+    # no symbols — the zip's size is paid on every cold start in every region.
+    (cd "$ROOT" && CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_DEBUG=false \
+        cargo lambda build --release --bin bootstrap --no-default-features --features lambda \
+        --target "$TARGET" --lambda-dir "$build_dir")
 fi
 [[ -x "$bootstrap" ]] || { echo "no bootstrap at $bootstrap (build it first)" >&2; exit 1; }
 

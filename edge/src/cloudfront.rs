@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::percent_decode_str;
 
 use serde::{Deserialize, Serialize};
 
@@ -95,16 +95,6 @@ pub enum OriginRequestOutput {
     Request(CfRequest),
 }
 
-/// Bytes kept verbatim in a rewritten uri: RFC 3986 unreserved characters and `/`.
-/// Everything else (including `,` and `=` of variant keys) is percent-encoded, which S3
-/// decodes back to the key.
-const URI_KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
-
 /// Build an origin-request event the way CloudFront does for an S3 origin (used by
 /// `edge serve` and tests). `headers` are (name, value) pairs as the viewer sent them.
 pub fn origin_request_event(
@@ -114,12 +104,7 @@ pub fn origin_request_event(
 ) -> OriginRequestEvent {
     let mut map = Headers::new();
     for (name, value) in headers {
-        map.entry(name.to_ascii_lowercase())
-            .or_default()
-            .push(HeaderEntry {
-                key: Some((*name).to_string()),
-                value: (*value).to_string(),
-            });
+        header(&mut map, name, value);
     }
     let origin = serde_json::json!({
         "s3": {
@@ -206,20 +191,22 @@ pub fn key_from_uri(uri: &str) -> Option<String> {
         .map(|key| key.into_owned())
 }
 
-/// The uri CloudFront forwards to S3 for `key`: `/` + the key, percent-encoded.
-fn uri_for_key(key: &str) -> String {
-    format!("/{}", utf8_percent_encode(key, URI_KEEP))
-}
-
 /// All values of a header, looked up case-insensitively (CloudFront lowercases the map's
 /// keys, but hand-written events and other emitters may not), repeated values joined by
 /// `", "` as HTTP folds them.
 fn header_value(headers: &Headers, name: &str) -> Option<String> {
-    let values: Vec<&str> = headers
-        .iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-        .flat_map(|(_, entries)| entries.iter().map(|e| e.value.as_str()))
-        .collect();
+    fold_header_values(
+        headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .flat_map(|(_, entries)| entries.iter().map(|e| e.value.as_str())),
+    )
+}
+
+/// Repeated values of one header as one, joined by `", "` as HTTP folds them; `None`
+/// when there are none.
+pub fn fold_header_values<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    let values: Vec<&str> = values.collect();
     (!values.is_empty()).then(|| values.join(", "))
 }
 
@@ -241,7 +228,7 @@ pub async fn handle_origin_request(
         .await
     {
         Ok(ensured) => {
-            request.uri = uri_for_key(&ensured.key);
+            request.uri = crate::key::key_to_uri(&ensured.key);
             request.querystring.clear();
             (OriginRequestOutput::Request(request), ensured.built)
         }
@@ -448,16 +435,21 @@ mod tests {
     #[test]
     fn rewritten_uri_encodes_all_but_unreserved_and_slash() {
         assert_eq!(
-            uri_for_key("_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp"),
+            crate::key::key_to_uri(
+                "_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp"
+            ),
             "/_variants/v1/outputs/2025-02-01/image_001.png/w%3D512%2Cfmt%3Dwebp.webp"
         );
         assert_eq!(
-            uri_for_key("a b+c%d?e#f&g~h.png"),
+            crate::key::key_to_uri("a b+c%d?e#f&g~h.png"),
             "/a%20b%2Bc%25d%3Fe%23f%26g~h.png"
         );
-        assert_eq!(uri_for_key("ü/ß.png"), "/%C3%BC/%C3%9F.png");
+        assert_eq!(crate::key::key_to_uri("ü/ß.png"), "/%C3%BC/%C3%9F.png");
         for key in ["outputs/a b.png", "x/ü,=;:@$!*'().jpg", "%2F/..%00.png"] {
-            assert_eq!(key_from_uri(&uri_for_key(key)).as_deref(), Some(key));
+            assert_eq!(
+                key_from_uri(&crate::key::key_to_uri(key)).as_deref(),
+                Some(key)
+            );
         }
     }
 

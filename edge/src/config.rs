@@ -15,20 +15,13 @@ pub struct Config {
     /// Only for tests against a local S3 server; `AWS_ENDPOINT_URL` works too.
     #[serde(default)]
     pub endpoint_url: Option<String>,
-    #[serde(default = "default_max_pixels")]
-    pub max_pixels: u64,
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: u64,
+    /// `max_pixels` and `max_bytes` at the top level of the JSON.
+    #[serde(flatten)]
+    pub limits: Limits,
 }
 
 fn default_region() -> String {
     "us-east-1".to_string()
-}
-fn default_max_pixels() -> u64 {
-    Limits::default().max_pixels
-}
-fn default_max_bytes() -> u64 {
-    Limits::default().max_bytes
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,13 +39,6 @@ pub enum ConfigError {
 }
 
 impl Config {
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_pixels: self.max_pixels,
-            max_bytes: self.max_bytes,
-        }
-    }
-
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -76,9 +62,12 @@ mod tests {
                 "max_pixels": 50000000, "max_bytes": 33554432}"#,
         )
         .unwrap();
-        assert_eq!(c.limits(), Limits::default());
+        assert_eq!(c.limits, Limits::default());
         let c: Config = serde_json::from_str(r#"{"bucket": "b"}"#).unwrap();
         assert_eq!(c.region, "us-east-1");
-        assert_eq!(c.limits(), Limits::default());
+        assert_eq!(c.limits, Limits::default());
+        let c: Config = serde_json::from_str(r#"{"bucket": "b", "max_bytes": 7}"#).unwrap();
+        assert_eq!(c.limits.max_bytes, 7);
+        assert_eq!(c.limits.max_pixels, Limits::default().max_pixels);
     }
 }

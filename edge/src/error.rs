@@ -115,6 +115,13 @@ impl Error {
         Error::new(ErrorKind::Internal, message)
     }
 
+    /// An internal failure while doing `what`: the detail `e` goes to the log only, the
+    /// viewer sees what was being done.
+    pub fn internal_while(what: &str, e: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error while {what}: {e}");
+        Error::internal(format!("internal error while {what}"))
+    }
+
     pub fn status(&self) -> u16 {
         self.kind.status()
     }

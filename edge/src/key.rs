@@ -4,11 +4,48 @@
 //! decoded string is what every rule looks at, so an escape cannot smuggle a `..`, a `//`
 //! or the reserved `_variants/` prefix past the checks.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use crate::error::{Error, Result};
-use crate::spec::Format;
+use crate::format::Format;
 
 /// Prefix of every stored variant; viewers may not address it.
 pub const VARIANTS_PREFIX: &str = "_variants/";
+
+/// Transform version in every variant key (`_variants/v1/…`): bump it when the
+/// pipeline's output changes. Everything that names variants (the origin, the
+/// generator's cleanup) reads it from here.
+pub const TRANSFORM_VERSION: u32 = 1;
+
+/// `_variants/v<version>/<master key>/`: where the variants of one master made by one
+/// transform version live.
+pub fn variant_prefix(master_key: &str, version: u32) -> String {
+    format!("{VARIANTS_PREFIX}v{version}/{master_key}/")
+}
+
+/// The variant prefixes of a master under every transform version so far (v1 through
+/// the current one): after a master is replaced, variants of older versions are stale
+/// too.
+pub fn variant_prefixes_of_every_version(master_key: &str) -> Vec<String> {
+    (1..=TRANSFORM_VERSION)
+        .map(|v| variant_prefix(master_key, v))
+        .collect()
+}
+
+/// Bytes kept verbatim in a URI path: RFC 3986 unreserved characters and `/`. Everything
+/// else (including `,` and `=` of variant keys) is percent-encoded, which S3 and
+/// [`MasterKey::from_uri`] decode back to the key.
+const URI_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The URI path (`/…`, percent-encoded) that addresses an object key.
+pub fn key_to_uri(key: &str) -> String {
+    format!("/{}", utf8_percent_encode(key, URI_KEEP))
+}
 
 /// Longest accepted key in bytes, measured decoded and without the leading `/`.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -49,6 +86,17 @@ impl MasterKey {
     /// The master's format from its extension.
     pub fn format(&self) -> Format {
         master_format(&self.0).expect("a MasterKey is only built with a master extension")
+    }
+
+    /// The key of this master's variant with a canonical query, made by the current
+    /// transform version: `_variants/v1/<key>/<query with & → ,>.<ext>`.
+    pub fn variant_key(&self, canonical_query: &str, format: Format) -> String {
+        format!(
+            "{}{}.{}",
+            variant_prefix(&self.0, TRANSFORM_VERSION),
+            canonical_query.replace('&', ","),
+            format.extension()
+        )
     }
 }
 
@@ -133,6 +181,31 @@ fn check_shape(key: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn key_uris_encode_everything_but_unreserved_and_slashes() {
+        assert_eq!(
+            key_to_uri("outputs/a b/ü+,=.png"),
+            "/outputs/a%20b/%C3%BC%2B%2C%3D.png"
+        );
+        assert_eq!(key_to_uri("a-b_c~d.png"), "/a-b_c~d.png");
+    }
+
+    #[test]
+    fn variant_prefixes_cover_every_version_up_to_the_current() {
+        assert_eq!(variant_prefix("o/a.png", 1), "_variants/v1/o/a.png/");
+        let all = variant_prefixes_of_every_version("o/a.png");
+        assert_eq!(all.len() as u32, TRANSFORM_VERSION);
+        assert_eq!(all.first().unwrap(), "_variants/v1/o/a.png/");
+        assert_eq!(
+            all.last().unwrap(),
+            &format!("_variants/v{TRANSFORM_VERSION}/o/a.png/")
+        );
+        let master = MasterKey::from_uri("/o/a.png").unwrap();
+        assert!(master
+            .variant_key("w=5", Format::Webp)
+            .starts_with(&variant_prefix("o/a.png", TRANSFORM_VERSION)));
+    }
     use proptest::prelude::*;
 
     fn key(uri: &str) -> String {

@@ -2,22 +2,32 @@
 //! made once at the origin and cached at the edge.
 //!
 //! The map of the crate (request path order):
-//! - [`key`]: the URI path → a validated [`key::MasterKey`].
+//! - [`key`]: the URI path → a validated [`key::MasterKey`]; variant key naming and the
+//!   transform version.
 //! - [`spec`]: the query → a canonical [`spec::VariantSpec`] (the cache key).
+//! - [`format`]: the image formats, shared by keys and specs.
 //! - [`transform`]: master bytes + spec → encoded variant (pure).
 //! - [`store`]: the bucket (`FsStore`, `MemStore`, `S3Store`) behind one trait.
 //! - [`service`]: `ensure_variant` — the variant exists and is fresh, or an [`error::Error`].
 //! - [`cloudfront`]: CloudFront origin-request events ↔ the service (pure mapping).
-//! - [`local`]: `edge serve`, the local CloudFront emulator.
 //! - [`config`]: settings for the Lambda (`config.json`) and the CLI.
+//! - [`single_flight`]: one worker per key among concurrent callers.
+//!
+//! Dependencies point one way: these modules know nothing of their callers. The callers
+//! are the binaries (`bootstrap`, the Lambda, with the `lambda` feature; `edge`, the CLI,
+//! with `serve`), the local CloudFront emulator [`local`] (feature `serve`, never in the
+//! Lambda) and the generator crate.
 #![forbid(unsafe_code)]
 
 pub mod cloudfront;
 pub mod config;
 pub mod error;
+pub mod format;
 pub mod key;
+#[cfg(feature = "serve")]
 pub mod local;
 pub mod service;
+pub mod single_flight;
 pub mod spec;
 pub mod store;
 pub mod transform;

@@ -2,15 +2,15 @@
 //! `edge serve`): resolve a viewer request into a master and a canonical spec, and make
 //! sure the variant exists and is fresh in the store.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::key::MasterKey;
-use crate::spec::VariantSpec;
+use crate::single_flight::KeyedLocks;
+use crate::spec::{Format, VariantSpec};
 use crate::store::{ObjectMeta, PutOptions, PutOutcome, Store};
 use crate::transform::{self, Limits, Timings};
 
@@ -118,7 +118,7 @@ pub async fn ensure_variant(
     let rendered =
         tokio::task::spawn_blocking(move || transform::render(&body, &render_spec, &render_limits))
             .await
-            .map_err(|e| Error::internal(format!("the transform task failed: {e}")))??;
+            .map_err(|e| Error::internal_while("running the transform task", e))??;
 
     let started = Instant::now();
     let meta = ObjectMeta {
@@ -158,7 +158,7 @@ fn not_found(master: &MasterKey) -> Error {
 pub struct Origin {
     store: Arc<dyn Store>,
     limits: Limits,
-    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    inflight: KeyedLocks,
 }
 
 impl Origin {
@@ -166,7 +166,7 @@ impl Origin {
         Origin {
             store,
             limits,
-            inflight: Mutex::new(HashMap::new()),
+            inflight: KeyedLocks::new(),
         }
     }
 
@@ -188,28 +188,44 @@ impl Origin {
             });
         };
         let variant_key = spec.variant_key(&resolved.master);
-        let lock = {
-            let mut inflight = self.inflight.lock().unwrap();
-            inflight.entry(variant_key.clone()).or_default().clone()
-        };
-        let result = {
-            let _guard = lock.lock().await;
-            ensure_variant(&*self.store, &resolved.master, &spec, &self.limits).await
-        };
-        // Forget the lock once nobody else holds or waits on it.
-        let mut inflight = self.inflight.lock().unwrap();
-        if Arc::strong_count(&lock) == 2 {
-            inflight.remove(&variant_key);
-        }
-        result
+        self.inflight
+            .run(&variant_key, || {
+                ensure_variant(&*self.store, &resolved.master, &spec, &self.limits)
+            })
+            .await
     }
+}
+
+/// The variant a query describes, made from a master file's bytes (`edge transform`):
+/// the same resolve and render as the origin, minus the store. An identity query returns
+/// the master unchanged.
+pub fn transform_file(
+    master: &[u8],
+    master_extension: &str,
+    query: &str,
+    accept: Option<&str>,
+    limits: &Limits,
+) -> Result<Vec<u8>> {
+    let format = Format::from_master_extension(master_extension).ok_or_else(|| {
+        Error::invalid_key(format!(
+            "the input's extension '{master_extension}' is not a supported master format; \
+             use png, jpg, jpeg or webp"
+        ))
+    })?;
+    if query.is_empty() {
+        return Ok(master.to_vec());
+    }
+    let spec = VariantSpec::parse(query, format, accept)?;
+    if spec.is_identity() {
+        return Ok(master.to_vec());
+    }
+    Ok(transform::render(master, &spec, limits)?.bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use crate::spec::Format;
     use crate::store::MemStore;
 
     const MASTER: &str = "outputs/2025-02-01/image_001.png";
@@ -388,10 +404,7 @@ mod tests {
         }
         assert_eq!(built, 1, "single flight: one render for 40 requests");
         assert_eq!(store.list(VARIANTS).await.unwrap().len(), 1);
-        assert!(
-            origin.inflight.lock().unwrap().is_empty(),
-            "locks are forgotten"
-        );
+        assert!(origin.inflight.is_empty(), "locks are forgotten");
     }
 
     #[test]

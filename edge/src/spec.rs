@@ -10,6 +10,7 @@
 //! outputs and `to_query` has one spelling for each.
 
 use crate::error::{Error, Result};
+pub use crate::format::Format;
 use crate::key::MasterKey;
 
 /// Largest output side in pixels, after dpr is folded in.
@@ -24,62 +25,6 @@ pub const DEFAULT_BACKGROUND: Rgb = Rgb {
     g: 0xff,
     b: 0xff,
 };
-/// Transform version in every variant key; bump it when the pipeline's output changes.
-pub const TRANSFORM_VERSION: &str = "v1";
-
-/// Image formats imgedge reads (masters) or writes (variants).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    Png,
-    Jpeg,
-    Webp,
-    Avif,
-}
-
-impl Format {
-    /// File extension of a variant in this format (`jpg` for JPEG).
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Png => "png",
-            Format::Jpeg => "jpg",
-            Format::Webp => "webp",
-            Format::Avif => "avif",
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Png => "image/png",
-            Format::Jpeg => "image/jpeg",
-            Format::Webp => "image/webp",
-            Format::Avif => "image/avif",
-        }
-    }
-
-    /// Master formats by key extension: `png`, `jpg`, `jpeg`, `webp` (lowercase only).
-    pub fn from_master_extension(ext: &str) -> Option<Format> {
-        match ext {
-            "png" => Some(Format::Png),
-            "jpg" | "jpeg" => Some(Format::Jpeg),
-            "webp" => Some(Format::Webp),
-            _ => None,
-        }
-    }
-
-    pub fn is_lossy(self) -> bool {
-        !matches!(self, Format::Png)
-    }
-
-    /// The value of `fmt` in the canonical query (`jpeg`, not the alias `jpg`).
-    pub fn query_name(self) -> &'static str {
-        match self {
-            Format::Png => "png",
-            Format::Jpeg => "jpeg",
-            Format::Webp => "webp",
-            Format::Avif => "avif",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fit {
@@ -212,16 +157,12 @@ impl VariantSpec {
         self.to_query().is_empty()
     }
 
-    /// `_variants/v1/<master key>/<canonical query with & → ,>.<ext>`.
+    /// `_variants/<version>/<master key>/<canonical query with & → ,>.<ext>`
+    /// ([`MasterKey::variant_key`]).
     ///
     /// Meant for non-identity specs; an identity spec is served as the master itself.
     pub fn variant_key(&self, master: &MasterKey) -> String {
-        format!(
-            "_variants/{TRANSFORM_VERSION}/{}/{}.{}",
-            master.as_str(),
-            self.to_query().replace('&', ","),
-            self.format.extension()
-        )
+        master.variant_key(&self.to_query(), self.format)
     }
 
     /// `bg` can change pixels only when `contain` pads the box, or when alpha is

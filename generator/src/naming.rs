@@ -68,7 +68,7 @@ pub fn expand_prefix(template: &str, date: time::Date) -> Result<String, NamingE
     {
         return Err(err("has an empty, '.' or '..' segment"));
     }
-    if prefix.starts_with("_variants/") {
+    if prefix.starts_with(edge::key::VARIANTS_PREFIX) {
         return Err(err("_variants/ is reserved for the edge's variants"));
     }
     if prefix.chars().any(|c| c.is_control() || c == '\\') {

@@ -11,6 +11,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use base64::Engine;
+use edge::store::Store as _;
 use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
@@ -27,8 +28,6 @@ pub const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of keys written with `--overwrite`, which may change in place:
 /// CloudFront is invalidated explicitly, browsers pick up a replacement within an hour.
 pub const CACHE_OVERWRITABLE: &str = "public, max-age=3600";
-/// Prefix of the edge's variants of a master (DESIGN §2).
-pub const VARIANTS_PREFIX: &str = "_variants/v1/";
 /// How many times a key picked for a new object may turn out taken by another writer.
 const MAX_KEY_CONFLICTS: usize = 8;
 
@@ -208,6 +207,8 @@ impl BatchReport {
 pub struct Uploader {
     config: Config,
     s3: aws_sdk_s3::Client,
+    /// The same client as the core's store, for deleting variants the way the core names them.
+    variants: edge::store::S3Store,
     cloudfront: aws_sdk_cloudfront::Client,
     index: tokio::sync::Mutex<Option<PrefixIndex>>,
     overwritten: Mutex<Vec<String>>,
@@ -226,15 +227,13 @@ impl Uploader {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .build();
-        // A custom endpoint (moto, MinIO, …) rarely serves virtual-hosted buckets.
-        let path_style = config.aws.endpoint_url().is_some();
         let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config.aws)
-                .force_path_style(path_style)
+            edge::store::S3Store::client_config(&config.aws)
                 .retry_config(retry.clone())
                 .timeout_config(timeouts.clone())
                 .build(),
         );
+        let variants = edge::store::S3Store::new(s3.clone(), config.bucket.clone(), "");
         let cloudfront = aws_sdk_cloudfront::Client::from_conf(
             aws_sdk_cloudfront::config::Builder::from(&config.aws)
                 .retry_config(retry)
@@ -244,6 +243,7 @@ impl Uploader {
         Uploader {
             config,
             s3,
+            variants,
             cloudfront,
             index: tokio::sync::Mutex::new(None),
             overwritten: Mutex::new(Vec::new()),
@@ -636,59 +636,25 @@ impl Uploader {
         }
     }
 
-    /// Deletes every object under `_variants/v1/<key>/`.
+    /// Deletes the master's variants under every transform version
+    /// (`_variants/v*/<key>/`, DESIGN.md §6): the core names them and deletes them
+    /// through its own S3 store.
     async fn delete_variants(&self, key: &str) -> Result<usize, UploadError> {
-        let prefix = format!("{VARIANTS_PREFIX}{key}/");
         let mut deleted = 0;
-        // Listing again after each batch (not paginating) because we delete as we go.
-        loop {
-            let page = self
-                .s3
-                .list_objects_v2()
-                .bucket(&self.config.bucket)
-                .prefix(&prefix)
-                .send()
+        for prefix in edge::key::variant_prefixes_of_every_version(key) {
+            deleted += self
+                .variants
+                .delete_prefix(&prefix)
                 .await
-                .map_err(|e| self.s3_error("ListObjectsV2", &prefix, e))?;
-            let ids: Vec<_> = page
-                .contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .map(|k| {
-                    aws_sdk_s3::types::ObjectIdentifier::builder()
-                        .key(k)
-                        .build()
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.s3_error("DeleteObjects", &prefix, e))?;
-            if ids.is_empty() {
-                return Ok(deleted);
-            }
-            let count = ids.len();
-            let delete = aws_sdk_s3::types::Delete::builder()
-                .set_objects(Some(ids))
-                .quiet(true)
-                .build()
-                .map_err(|e| self.s3_error("DeleteObjects", &prefix, e))?;
-            let out = self
-                .s3
-                .delete_objects()
-                .bucket(&self.config.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| self.s3_error("DeleteObjects", &prefix, e))?;
-            if let Some(err) = out.errors().first() {
-                return Err(UploadError::S3 {
+                .map_err(|e| UploadError::S3 {
                     operation: "DeleteObjects",
                     bucket: self.config.bucket.clone(),
-                    key: err.key().unwrap_or(&prefix).to_string(),
-                    attempts: 1,
-                    message: err.message().unwrap_or("unknown error").to_string(),
-                });
-            }
-            deleted += count;
+                    key: prefix.clone(),
+                    attempts: self.config.retry.max_attempts,
+                    message: e.to_string(),
+                })?;
         }
+        Ok(deleted)
     }
 }
 

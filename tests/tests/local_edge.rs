@@ -513,14 +513,11 @@ fn an_empty_bucket_is_seeded_with_sample_masters() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("bucket");
     let edge = EdgeServer::start_with(&store, &[], &[], true);
-    let date = edge::local::today_utc();
+    let date = samples::today_utc();
     for (i, size) in [(1, 1024), (5, 2048), (6, 2048)] {
         let key = format!("outputs/{date}/image_{i:03}.png");
         let bytes = std::fs::read(store.join(&key)).unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert_eq!(
-            bytes,
-            generator::synth::synth_png(i, size, edge::local::SAMPLE_SEED)
-        );
+        assert_eq!(bytes, samples::synth_png(i, size, samples::SAMPLE_SEED));
         let img = image::load_from_memory(&bytes).unwrap();
         assert_eq!(img.dimensions(), (size, size));
     }

@@ -47,7 +47,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .await;
     tracing::info!(config = %path.display(), bucket = %config.bucket, region = %config.region, "bootstrap ready");
-    let origin = Arc::new(Origin::new(Arc::new(store), config.limits()));
+    let origin = Arc::new(Origin::new(Arc::new(store), config.limits));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let origin = Arc::clone(&origin);

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use edge::local::{self, ServeOptions, StoreLocation};
-use edge::service::Origin;
+use edge::key::key_to_uri;
+use edge::local::{self, pages, seed, ServeOptions, StoreLocation};
+use edge::service::{self, Origin};
 use edge::transform::Limits;
 
 #[derive(Parser)]
@@ -32,16 +33,6 @@ enum Command {
 }
 
 #[derive(Args)]
-struct LimitArgs {
-    /// Largest master in pixels (width × height), read from the header.
-    #[arg(long, env = "IMGEDGE_MAX_PIXELS", default_value_t = Limits::default().max_pixels)]
-    max_pixels: u64,
-    /// Largest master in bytes.
-    #[arg(long, env = "IMGEDGE_MAX_BYTES", default_value_t = Limits::default().max_bytes)]
-    max_bytes: u64,
-}
-
-#[derive(Args)]
 struct ServeArgs {
     #[arg(long, env = "IMGEDGE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -55,7 +46,7 @@ struct ServeArgs {
     #[arg(long, env = "IMGEDGE_NO_SEED")]
     no_seed: bool,
     #[command(flatten)]
-    limits: LimitArgs,
+    limits: Limits,
 }
 
 #[derive(Args)]
@@ -71,16 +62,7 @@ struct TransformArgs {
     #[arg(short, long)]
     output: PathBuf,
     #[command(flatten)]
-    limits: LimitArgs,
-}
-
-impl LimitArgs {
-    fn limits(&self) -> Limits {
-        Limits {
-            max_pixels: self.max_pixels,
-            max_bytes: self.max_bytes,
-        }
-    }
+    limits: Limits,
 }
 
 #[tokio::main]
@@ -102,7 +84,7 @@ async fn main() -> anyhow::Result<ExitCode> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = args.store.open().await.context("cannot open the store")?;
     if matches!(args.store, StoreLocation::Fs(_)) && !args.no_seed {
-        let seeded = local::seed_if_empty(&*store, &local::today_utc()).await?;
+        let seeded = seed::seed_if_empty(&*store, &seed::today_utc()).await?;
         if !seeded.is_empty() {
             println!(
                 "seeded {} sample masters into {}",
@@ -117,8 +99,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     println!("imgedge edge serving {} on {base}/", store.describe());
     if let Ok(keys) = store.list("").await {
-        if let Some(first) = local::masters(&keys).first() {
-            let path = local::key_to_path(first);
+        if let Some(first) = pages::masters(&keys).first() {
+            let path = key_to_uri(first);
             for query in [
                 "",
                 "?w=512&fmt=webp",
@@ -129,7 +111,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let origin = Arc::new(Origin::new(store, args.limits.limits()));
+    let origin = Arc::new(Origin::new(store, args.limits));
     let options = ServeOptions {
         cache_bytes: args.cache_bytes,
     };
@@ -146,12 +128,12 @@ fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("");
-    match local::transform_file(
+    match service::transform_file(
         &master,
         extension,
         &args.query,
         args.accept.as_deref(),
-        &args.limits.limits(),
+        &args.limits,
     ) {
         Ok(bytes) => {
             std::fs::write(&args.output, bytes)

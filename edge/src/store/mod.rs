@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod fs;
 mod memory;

@@ -90,12 +90,15 @@ impl S3Store {
             loader = loader.endpoint_url(url);
         }
         let sdk = loader.load().await;
-        // Local S3-protocol servers do not resolve `bucket.host` names.
-        let path_style = sdk.endpoint_url().is_some();
-        let config = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(path_style)
-            .build();
+        let config = S3Store::client_config(&sdk).build();
         S3Store::new(aws_sdk_s3::Client::from_conf(config), bucket, prefix)
+    }
+
+    /// The S3 client settings every part of imgedge uses on top of an SDK config: a
+    /// custom endpoint (moto, s3s, MinIO…) is addressed path-style, because local
+    /// S3-protocol servers do not resolve `bucket.host` names.
+    pub fn client_config(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some())
     }
 
     fn full_key(&self, key: &str) -> Result<String, StoreError> {

@@ -10,11 +10,6 @@ use super::riff;
 use crate::error::{Error, Result};
 use crate::spec::Format;
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Error {
-    tracing::error!("transform: {what}: {e}");
-    Error::internal(format!("internal error while {what}"))
-}
-
 /// Largest side libwebp can encode.
 const WEBP_MAX_SIDE: u32 = 16383;
 /// Largest side a baseline JPEG can hold.
@@ -39,7 +34,7 @@ pub fn png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     if let Some(profile) = icc {
         encoder
             .set_icc_profile(profile.to_vec())
-            .map_err(|e| internal("embedding the ICC profile in PNG", e))?;
+            .map_err(|e| Error::internal_while("embedding the ICC profile in PNG", e))?;
     }
     let colour = match px.channels {
         1 => ExtendedColorType::L8,
@@ -49,7 +44,7 @@ pub fn png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     };
     encoder
         .write_image(&px.data, px.width, px.height, colour)
-        .map_err(|e| internal("encoding PNG", e))?;
+        .map_err(|e| Error::internal_while("encoding PNG", e))?;
     Ok(out)
 }
 
@@ -59,7 +54,12 @@ pub fn jpeg(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     let colour = match px.channels {
         1 => jpeg_encoder::ColorType::Luma,
         3 => jpeg_encoder::ColorType::Rgb,
-        n => return Err(internal("encoding JPEG", format!("{n} channels"))),
+        n => {
+            return Err(Error::internal_while(
+                "encoding JPEG",
+                format!("{n} channels"),
+            ))
+        }
     };
     let mut out = Vec::new();
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
@@ -68,11 +68,11 @@ pub fn jpeg(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     if let Some(profile) = icc {
         encoder
             .add_icc_profile(profile)
-            .map_err(|e| internal("embedding the ICC profile in JPEG", e))?;
+            .map_err(|e| Error::internal_while("embedding the ICC profile in JPEG", e))?;
     }
     encoder
         .encode(&px.data, px.width as u16, px.height as u16, colour)
-        .map_err(|e| internal("encoding JPEG", e))?;
+        .map_err(|e| Error::internal_while("encoding JPEG", e))?;
     Ok(out)
 }
 
@@ -84,7 +84,8 @@ const WEBP_THREADS: i32 = 1;
 
 /// sharp's `webp({quality})`: lossy, method (effort) 4, libwebp's defaults otherwise.
 fn webp_config(quality: u8, thread_level: i32) -> Result<webp::WebPConfig> {
-    let mut config = webp::WebPConfig::new().map_err(|()| internal("configuring WebP", "init"))?;
+    let mut config =
+        webp::WebPConfig::new().map_err(|()| Error::internal_while("configuring WebP", "init"))?;
     config.lossless = 0;
     config.quality = f32::from(quality.clamp(1, 100));
     config.method = 4;
@@ -98,16 +99,21 @@ pub fn webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     let layout = match px.channels {
         3 => webp::PixelLayout::Rgb,
         4 => webp::PixelLayout::Rgba,
-        n => return Err(internal("encoding WebP", format!("{n} channels"))),
+        n => {
+            return Err(Error::internal_while(
+                "encoding WebP",
+                format!("{n} channels"),
+            ))
+        }
     };
     let config = webp_config(quality, WEBP_THREADS)?;
     let encoded = webp::Encoder::new(&px.data, layout, px.width, px.height)
         .encode_advanced(&config)
-        .map_err(|e| internal("encoding WebP", format!("{e:?}")))?;
+        .map_err(|e| Error::internal_while("encoding WebP", format!("{e:?}")))?;
     match icc {
         None => Ok(encoded.to_vec()),
         Some(profile) => riff::embed_icc(&encoded, profile)
-            .map_err(|e| internal("embedding the ICC profile in WebP", e)),
+            .map_err(|e| Error::internal_while("embedding the ICC profile in WebP", e)),
     }
 }
 

@@ -21,26 +21,37 @@ use std::time::{Duration, Instant};
 
 use image::metadata::Orientation;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::spec::{Format, VariantSpec};
 use pixels::Pixels;
 use plan::{Plan, Rect};
 use rows::Decoded;
 
-/// Resource limits, checked before decoding (configuration, not constants).
+/// Default of [`Limits::max_pixels`] (DESIGN.md §3).
+pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+/// Default of [`Limits::max_bytes`] (DESIGN.md §3).
+pub const DEFAULT_MAX_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Resource limits, checked before decoding (configuration, not constants). The same
+/// struct is read from the Lambda's `config.json` (flattened, each field optional) and,
+/// in the CLI, from flags / environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "serve", derive(clap::Args))]
+#[serde(default)]
 pub struct Limits {
-    /// Maximum master pixels (width × height), read from the header.
+    /// Largest master in pixels (width × height), read from the header.
+    #[cfg_attr(feature = "serve", arg(long, env = "IMGEDGE_MAX_PIXELS", default_value_t = DEFAULT_MAX_PIXELS))]
     pub max_pixels: u64,
-    /// Maximum master size in bytes.
+    /// Largest master in bytes.
+    #[cfg_attr(feature = "serve", arg(long, env = "IMGEDGE_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES))]
     pub max_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_pixels: 50_000_000,
-            max_bytes: 32 * 1024 * 1024,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -67,6 +78,22 @@ pub struct Rendered {
 
 /// Render `spec` from the master's bytes.
 pub fn render(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Result<Rendered> {
+    // A panic in a codec (a bug, or a hostile input that slipped past the checks) becomes
+    // a 500 with a public message, for every caller alike; the detail goes to the log.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        render_unguarded(master, spec, limits)
+    }))
+    .unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::internal_while("rendering the variant", detail))
+    })
+}
+
+fn render_unguarded(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Result<Rendered> {
     let clock = Instant::now();
     let source = decode::open(master, limits)?;
     let orientation = source.orientation();

@@ -21,11 +21,6 @@ pub struct Pixels {
     pub data: Vec<u8>,
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Error {
-    tracing::error!("transform: {what}: {e}");
-    Error::internal(format!("internal error while {what}"))
-}
-
 impl Pixels {
     pub fn new(width: u32, height: u32, channels: u8, data: Vec<u8>) -> Pixels {
         debug_assert_eq!(
@@ -84,26 +79,26 @@ impl Pixels {
     pub fn premultiply(&mut self) -> Result<()> {
         let (w, h, pt) = (self.width, self.height, self.pixel_type());
         let mut view = Image::from_slice_u8(w, h, &mut self.data, pt)
-            .map_err(|e| internal("premultiplying alpha", e))?;
+            .map_err(|e| Error::internal_while("premultiplying alpha", e))?;
         MulDiv::default()
             .multiply_alpha_inplace(&mut view)
-            .map_err(|e| internal("premultiplying alpha", e))
+            .map_err(|e| Error::internal_while("premultiplying alpha", e))
     }
 
     pub fn unpremultiply(&mut self) -> Result<()> {
         let (w, h, pt) = (self.width, self.height, self.pixel_type());
         let mut view = Image::from_slice_u8(w, h, &mut self.data, pt)
-            .map_err(|e| internal("dividing alpha", e))?;
+            .map_err(|e| Error::internal_while("dividing alpha", e))?;
         MulDiv::default()
             .divide_alpha_inplace(&mut view)
-            .map_err(|e| internal("dividing alpha", e))
+            .map_err(|e| Error::internal_while("dividing alpha", e))
     }
 
     /// Lanczos3 resample of `crop` to `to`. Alpha must already be premultiplied.
     pub fn resample(&self, crop: Rect, to: (u32, u32)) -> Result<Pixels> {
         let pt = self.pixel_type();
         let src = ImageRef::new(self.width, self.height, &self.data, pt)
-            .map_err(|e| internal("preparing the resize", e))?;
+            .map_err(|e| Error::internal_while("preparing the resize", e))?;
         let mut dst = Image::new(to.0, to.1, pt);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
@@ -111,7 +106,7 @@ impl Pixels {
             .use_alpha(false);
         Resizer::new()
             .resize(&src, &mut dst, &options)
-            .map_err(|e| internal("resizing", e))?;
+            .map_err(|e| Error::internal_while("resizing", e))?;
         Ok(Pixels::new(to.0, to.1, self.channels, dst.into_vec()))
     }
 

@@ -20,11 +20,11 @@ process.env.AWS_SECRET_ACCESS_KEY ??= "testing";
 process.env.AWS_REGION ??= "us-east-1";
 process.env.AWS_EC2_METADATA_DISABLED = "true";
 
-/** The real bootstrap: `$IMGEDGE_BOOTSTRAP`, else the debug build of the target dir. */
+/** The real bootstrap: `$IMGEDGE_BOOTSTRAP`, else the release build of the target dir. */
 export function bootstrapPath() {
   const path =
     process.env.IMGEDGE_BOOTSTRAP ??
-    join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "debug", "bootstrap");
+    join(process.env.CARGO_TARGET_DIR ?? join(REPO, "target"), "release", "bootstrap");
   if (!existsSync(path)) {
     throw new Error(`${path} is missing: run \`cargo build -p edge --bin bootstrap\` or set IMGEDGE_BOOTSTRAP`);
   }

@@ -1,0 +1,103 @@
+//! The emulator's HTML: the gallery of the bucket's masters with variant links.
+
+use std::fmt::Write as _;
+
+use crate::key::{key_to_uri, MasterKey, VARIANTS_PREFIX};
+
+/// The keys of a listing that viewers can address as masters (no `_variants/`, only
+/// valid master keys), at most 500 of them.
+pub fn masters(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .filter(|k| !k.starts_with(VARIANTS_PREFIX))
+        .filter(|k| MasterKey::from_uri(&key_to_uri(k)).is_ok())
+        .take(500)
+        .cloned()
+        .collect()
+}
+
+/// Variant links shown beside each master in the gallery.
+pub const GALLERY_VARIANTS: &[(&str, &str)] = &[
+    ("master", ""),
+    ("512 webp", "w=512&fmt=webp"),
+    ("800×450 cover jpeg", "w=800&h=450&fmt=jpeg&q=70"),
+    (
+        "400² contain png",
+        "w=400&h=400&fit=contain&bg=1e293b&fmt=png",
+    ),
+    ("320 @2x auto", "w=320&dpr=2&fmt=auto"),
+];
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The gallery page: every master with a thumbnail and links to a few variants.
+pub fn gallery_html(store: &str, masters: &[String]) -> String {
+    let mut html = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>imgedge gallery</title><style>\
+         body{font-family:system-ui,sans-serif;margin:2rem;background:#f8fafc;color:#0f172a}\
+         .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:1rem}\
+         figure{margin:0;background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:.5rem}\
+         img{width:100%;height:auto;display:block;border-radius:4px}\
+         figcaption{font-size:.8rem;word-break:break-all;margin:.4rem 0}\
+         a{margin-right:.5rem;font-size:.8rem}code{font-size:.85rem}\
+         </style></head><body>\n<h1>imgedge</h1>\n",
+    );
+    let _ = writeln!(
+        html,
+        "<p>{} masters in <code>{}</code>. Thumbnails are <code>?w=256&amp;fmt=webp</code> variants, \
+         made on first request and then served from the edge cache \
+         (see the <code>X-Cache</code> and <code>Server-Timing</code> headers).</p>",
+        masters.len(),
+        html_escape(store)
+    );
+    if masters.is_empty() {
+        html.push_str(
+            "<p>The bucket has no masters yet: put PNG, JPEG or WebP files into it.</p>\n",
+        );
+    }
+    html.push_str("<div class=\"grid\">\n");
+    for key in masters {
+        let path = html_escape(&key_to_uri(key));
+        let _ = write!(
+            html,
+            "<figure><a href=\"{path}\"><img src=\"{path}?w=256&amp;fmt=webp\" loading=\"lazy\" \
+             alt=\"{alt}\"></a><figcaption>{alt}</figcaption>",
+            alt = html_escape(key)
+        );
+        for (label, query) in GALLERY_VARIANTS {
+            let href = if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{}", html_escape(query))
+            };
+            let _ = write!(html, "<a href=\"{href}\">{}</a>", html_escape(label));
+        }
+        html.push_str("</figure>\n");
+    }
+    html.push_str("</div>\n</body></html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gallery_escapes_keys_and_links_variants() {
+        let html = gallery_html("fs:<x>", &["o/a\"<b>.png".to_string()]);
+        assert!(html.contains("fs:&lt;x&gt;"));
+        assert!(!html.contains("a\"<b>"));
+        assert!(html.contains("src=\"/o/a%22%3Cb%3E.png?w=256&amp;fmt=webp\""));
+        assert!(html.contains("href=\"/o/a%22%3Cb%3E.png?w=512&amp;fmt=webp\""));
+        assert!(html.contains("1 masters"));
+        let empty = gallery_html("fs:x", &[]);
+        assert!(empty.contains("no masters yet"));
+    }
+}

@@ -1,0 +1,399 @@
+//! The emulator's HTTP side: a viewer request through the edge cache, on a miss the same
+//! origin-request event and handler as the Lambda, a rewritten request followed into the
+//! store; conditional GET and HEAD; the invalidation endpoint and the gallery.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::response::Response;
+use axum::Router;
+use percent_encoding::percent_decode_str;
+
+use super::cache::{edge_ttl, etag_matches, CacheHit, CachedResponse, EdgeCache};
+use super::pages;
+use super::{ServeOptions, INVALIDATE_PATH, X_CACHE_HIT, X_CACHE_MISS};
+use crate::cloudfront::{self, OriginRequestOutput};
+use crate::error::Error;
+use crate::service::{self, BuildStats, Origin};
+use crate::single_flight::KeyedLocks;
+
+/// Where a viewer request lands in the cache and what query the origin sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerKey {
+    /// `/<master key>` plus `?<canonical query>` when it is a variant.
+    pub cache_key: String,
+    /// The canonical query (what the viewer-request function forwards), or the raw one
+    /// when the request does not resolve (the handler then answers the error).
+    pub origin_query: String,
+}
+
+impl ViewerKey {
+    pub fn new(path: &str, query: &str, accept: Option<&str>) -> ViewerKey {
+        match service::resolve(path, query, accept) {
+            Ok(resolved) => {
+                let canonical = resolved.canonical_query();
+                let mut cache_key = format!("/{}", resolved.master.as_str());
+                if !canonical.is_empty() {
+                    cache_key.push('?');
+                    cache_key.push_str(&canonical);
+                }
+                ViewerKey {
+                    cache_key,
+                    origin_query: canonical,
+                }
+            }
+            Err(_) => ViewerKey {
+                cache_key: if query.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}?{query}")
+                },
+                origin_query: query.to_string(),
+            },
+        }
+    }
+}
+
+/// What the edge answers a viewer GET with, before conditional/HEAD handling.
+struct Answer {
+    response: Arc<CachedResponse>,
+    /// `Some(age)` for a cache hit.
+    hit: Option<Duration>,
+    server_timing: Option<String>,
+}
+
+/// `Server-Timing` of a miss, in milliseconds: the build stages when this request
+/// rendered the variant, the origin-request handler as a whole, and reading the object.
+pub fn server_timing(
+    stats: Option<&BuildStats>,
+    origin: Duration,
+    read: Option<Duration>,
+) -> String {
+    let mut parts = Vec::new();
+    let mut push =
+        |name: &str, d: Duration| parts.push(format!("{name};dur={:.3}", d.as_secs_f64() * 1000.0));
+    if let Some(s) = stats {
+        push("fetch", s.fetch);
+        push("decode", s.timings.decode);
+        push("resize", s.timings.resize);
+        push("encode", s.timings.encode);
+        push("store", s.store);
+    }
+    push("origin", origin);
+    if let Some(read) = read {
+        push("read", read);
+    }
+    parts.join(", ")
+}
+
+struct Edge {
+    origin: Arc<Origin>,
+    cache: EdgeCache,
+    /// Per cache key: the one request that goes to the origin holds it.
+    collapsing: KeyedLocks,
+}
+
+impl Edge {
+    async fn viewer_request(&self, path: &str, query: &str, accept: Option<&str>) -> Answer {
+        let key = ViewerKey::new(path, query, accept);
+        if let Some(hit) = self.cache.get(&key.cache_key, Instant::now()) {
+            return Answer::hit(hit);
+        }
+        self.collapsing
+            .run(&key.cache_key, || async {
+                match self.cache.get(&key.cache_key, Instant::now()) {
+                    Some(hit) => Answer::hit(hit),
+                    None => self.ask_origin(&key, path, accept).await,
+                }
+            })
+            .await
+    }
+
+    async fn ask_origin(&self, key: &ViewerKey, path: &str, accept: Option<&str>) -> Answer {
+        let started = Instant::now();
+        let headers: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
+        let event = cloudfront::origin_request_event(path, &key.origin_query, &headers);
+        let (output, stats) = cloudfront::handle_origin_request(&self.origin, event).await;
+        let origin_time = started.elapsed();
+        let (response, read_time) = match output {
+            OriginRequestOutput::Response(generated) => {
+                (CachedResponse::from_generated(&generated), None)
+            }
+            OriginRequestOutput::Request(request) => {
+                let started = Instant::now();
+                let response = self.read_object(&request.uri).await;
+                (response, Some(started.elapsed()))
+            }
+        };
+        let response = Arc::new(response);
+        if let Some(ttl) = edge_ttl(response.status, response.header("cache-control")) {
+            self.cache
+                .insert(&key.cache_key, response.clone(), ttl, Instant::now());
+        }
+        Answer {
+            response,
+            hit: None,
+            server_timing: Some(server_timing(stats.as_ref(), origin_time, read_time)),
+        }
+    }
+
+    /// Follow the rewritten request into the bucket, as CloudFront does with S3.
+    async fn read_object(&self, uri: &str) -> CachedResponse {
+        let Some(key) = cloudfront::key_from_uri(uri) else {
+            return CachedResponse::from_error(&Error::internal(
+                "the origin-request handler returned an unusable uri",
+            ));
+        };
+        match self.origin.store().get(&key).await {
+            Ok(Some(object)) => CachedResponse::from_object(&key, object),
+            // Gone between the handler's check and the read (deleted, or a stale master).
+            Ok(None) => CachedResponse::from_error(&Error::not_found("not found")),
+            Err(e) => CachedResponse::from_error(&Error::from(e)),
+        }
+    }
+
+    fn invalidate(&self, query: &str) -> Response {
+        let paths: Vec<String> = query
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix("path="))
+            .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
+            .filter(|p| p.starts_with('/'))
+            .collect();
+        if paths.is_empty() {
+            let e = Error::invalid_parameter(
+                "path",
+                "give one or more path=/key or path=/prefix* parameters (starting with /)",
+            );
+            return json_response(400, "no-store", e.to_json());
+        }
+        let invalidated: usize = paths.iter().map(|p| self.cache.invalidate(p)).sum();
+        let body = serde_json::json!({ "invalidated": invalidated, "paths": paths });
+        json_response(200, "no-store", body.to_string())
+    }
+
+    async fn gallery(&self) -> Response {
+        match self.origin.store().list("").await {
+            Ok(keys) => {
+                let html =
+                    pages::gallery_html(&self.origin.store().describe(), &pages::masters(&keys));
+                Response::builder()
+                    .status(200)
+                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .body(Body::from(html))
+                    .expect("valid response")
+            }
+            Err(e) => error_http(&Error::from(e)),
+        }
+    }
+}
+
+impl Answer {
+    fn hit(hit: CacheHit) -> Answer {
+        Answer {
+            response: hit.response,
+            hit: Some(hit.age),
+            server_timing: None,
+        }
+    }
+
+    fn into_response(self, if_none_match: Option<&str>, head: bool) -> Response {
+        let r = &*self.response;
+        let not_modified = r.status == 200
+            && matches!((if_none_match, r.header("etag")), (Some(inm), Some(etag)) if etag_matches(inm, etag));
+        let status = if not_modified { 304 } else { r.status };
+        let mut builder = Response::builder().status(status);
+        for (name, value) in &r.headers {
+            // A 304 carries the validators and caching headers, not the representation's.
+            if not_modified && name != "etag" && name != "cache-control" {
+                continue;
+            }
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder = builder.header(
+            "x-cache",
+            if self.hit.is_some() {
+                X_CACHE_HIT
+            } else {
+                X_CACHE_MISS
+            },
+        );
+        if let Some(age) = self.hit {
+            builder = builder.header(header::AGE, age.as_secs());
+        }
+        if let Some(timing) = &self.server_timing {
+            builder = builder.header("server-timing", timing.as_str());
+        }
+        let body = if not_modified {
+            Body::empty()
+        } else {
+            builder = builder.header(header::CONTENT_LENGTH, r.body.len());
+            if head {
+                Body::empty()
+            } else {
+                Body::from(r.body.clone())
+            }
+        };
+        builder.body(body).unwrap_or_else(|_| {
+            error_http(&Error::internal(
+                "the origin sent a header that cannot be relayed",
+            ))
+        })
+    }
+}
+
+fn json_response(status: u16, cache_control: &str, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, cache_control)
+        .body(Body::from(body))
+        .expect("valid response")
+}
+
+fn error_http(error: &Error) -> Response {
+    json_response(error.status(), error.cache_control(), error.to_json())
+}
+
+fn method_not_allowed(method: &Method) -> Response {
+    let body = serde_json::json!({
+        "status": 405,
+        "error": "method_not_allowed",
+        "message": format!("{method} is not allowed; use GET or HEAD"),
+    });
+    let mut response = json_response(405, "no-store", body.to_string());
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
+    let started = Instant::now();
+    // Only the head matters (viewer bodies are ignored); it is `Sync`, the body is not.
+    let (request, _body) = request.into_parts();
+    let method = request.method.clone();
+    let path = request.uri.path().to_string();
+    let query = request.uri.query().unwrap_or("").to_string();
+    let header = |name: header::HeaderName| {
+        cloudfront::fold_header_values(
+            request
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    };
+    let accept = header(header::ACCEPT);
+    let if_none_match = header(header::IF_NONE_MATCH);
+
+    let head = method == Method::HEAD;
+    let mut response = if method == Method::POST && path == INVALIDATE_PATH {
+        edge.invalidate(&query)
+    } else if method != Method::GET && !head {
+        method_not_allowed(&method)
+    } else if path == "/" {
+        edge.gallery().await
+    } else {
+        edge.viewer_request(&path, &query, accept.as_deref())
+            .await
+            .into_response(if_none_match.as_deref(), head)
+    };
+    if head && response.headers().contains_key(header::CONTENT_LENGTH) {
+        // Keep Content-Length of the GET; the body is dropped.
+        *response.body_mut() = Body::empty();
+    }
+
+    let x_cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    tracing::info!(
+        %method,
+        uri = %request.uri,
+        status = response.status().as_u16(),
+        cache = %x_cache,
+        ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+        "request"
+    );
+    response
+}
+
+/// The emulator as an axum router (for embedding and tests).
+pub fn router(origin: Arc<Origin>, options: ServeOptions) -> Router {
+    let edge = Arc::new(Edge {
+        origin,
+        cache: EdgeCache::new(options.cache_bytes),
+        collapsing: KeyedLocks::new(),
+    });
+    Router::new().fallback(handle).with_state(edge)
+}
+
+/// Serve the emulator on `listener` until `shutdown` completes; in-flight requests finish.
+pub async fn serve<F>(
+    listener: tokio::net::TcpListener,
+    origin: Arc<Origin>,
+    options: ServeOptions,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router(origin, options))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform;
+
+    #[test]
+    fn server_timing_lists_build_stages_only_when_built() {
+        let ms = Duration::from_millis;
+        let stats = BuildStats {
+            fetch: ms(1),
+            timings: transform::Timings {
+                decode: ms(2),
+                resize: ms(3),
+                encode: ms(4),
+            },
+            store: ms(5),
+        };
+        assert_eq!(
+            server_timing(Some(&stats), ms(20), Some(Duration::from_micros(1500))),
+            "fetch;dur=1.000, decode;dur=2.000, resize;dur=3.000, encode;dur=4.000, \
+             store;dur=5.000, origin;dur=20.000, read;dur=1.500"
+        );
+        assert_eq!(server_timing(None, ms(2), None), "origin;dur=2.000");
+    }
+}
