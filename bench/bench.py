@@ -570,7 +570,7 @@ def main() -> None:
     print(
         f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
         f"{args.rounds} interleaved rounds × {args.iters} renders per side; "
-        f"{args.once} one-shot processes per side; binaries from `{args.bin_dir}`."
+        f"{args.once} one-shot processes per side; binaries from the `{os.path.basename(os.path.normpath(args.bin_dir))}` profile dir."
     )
     results = bench_tasks(args, tasks)
     print_summary(results)
