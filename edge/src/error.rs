@@ -122,6 +122,21 @@ impl Error {
         Error::internal(format!("internal error while {what}"))
     }
 
+    /// Run `work`, turning a panic inside it into an internal error while doing `what`
+    /// (the panic's text goes to the log, never into a response). The transform is
+    /// wrapped in it, so every caller — the origin, `edge transform`, the generator —
+    /// answers a bug in a codec with a 500, not an abort.
+    pub fn contain_panic<T>(what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Err(Error::internal_while(what, format!("panic: {detail}")))
+        })
+    }
+
     pub fn status(&self) -> u16 {
         self.kind.status()
     }
@@ -147,6 +162,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_public_internal_error_without_its_text() {
+        let e = Error::contain_panic("rendering the variant", || -> Result<()> {
+            panic!("secret detail at /some/path")
+        })
+        .unwrap_err();
+        assert_eq!(e.status(), 500);
+        assert_eq!(e.cache_control(), "no-store");
+        let body = e.to_json();
+        assert!(
+            body.contains("internal error while rendering the variant"),
+            "{body}"
+        );
+        assert!(!body.contains("secret"), "{body}");
+        let formatted = Error::contain_panic("x", || -> Result<()> { panic!("{}", 42) });
+        assert_eq!(formatted.unwrap_err().kind, ErrorKind::Internal);
+        assert_eq!(Error::contain_panic("x", || Ok(7)).unwrap(), 7);
+    }
 
     #[test]
     fn statuses_and_cache_follow_the_design_table() {

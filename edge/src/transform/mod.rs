@@ -80,16 +80,8 @@ pub struct Rendered {
 pub fn render(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Result<Rendered> {
     // A panic in a codec (a bug, or a hostile input that slipped past the checks) becomes
     // a 500 with a public message, for every caller alike; the detail goes to the log.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    Error::contain_panic("rendering the variant", || {
         render_unguarded(master, spec, limits)
-    }))
-    .unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(Error::internal_while("rendering the variant", detail))
     })
 }
 
