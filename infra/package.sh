@@ -50,7 +50,10 @@ bootstrap="$build_dir/bootstrap/bootstrap"
 if [[ "$skip_build" == false ]]; then
     # cargo-lambda brings zig, which links against glibc 2.17 as Lambda needs.
     if ! command -v cargo-lambda >/dev/null 2>&1; then
-        python3 -m pip install --quiet cargo-lambda
+        # The project's pinned tool venv (scripts/tools.sh) has cargo-lambda and its zig.
+        # shellcheck source=scripts/tools.sh
+        . "$ROOT/scripts/tools.sh"
+        imgedge_tools
     fi
     # The lean bootstrap: the core and the Lambda runtime only (no emulator, no CLI), and
     # no symbols — the zip's size is paid on every cold start in every region.

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Sourced by the test and bench scripts: puts the pinned Python tools the tests need
-# (moto's S3 server, cfn-lint, shellcheck, cargo-lambda) on PATH from one venv under the
-# cache dir. Installs only when the pinned set changed, so a warm run costs ~nothing.
+# The one setup step of imgedge's tests and bench, sourced by scripts/test, bench/run and
+# infra/test.sh. Everything is installed only when missing or when its pinned list
+# changed, so a warm run costs ~nothing, and nothing is a system package:
+#   imgedge_tools  the pinned Python tools (moto's S3 server, cfn-lint, shellcheck,
+#                  cargo-lambda with its zig, awscli) in one venv under the cache dir
+#   imgedge_bench  the bench's Python venv (scikit-image, Pillow, numpy) and sharp (npm ci)
+#   imgedge_setup  both
 
 IMGEDGE_CACHE=${IMGEDGE_CACHE:-$HOME/.cache/imgedge}
 IMGEDGE_VENV=$IMGEDGE_CACHE/venv
@@ -25,4 +29,29 @@ imgedge_tools() {
     printf '%s' "$want" >"$stamp"
   fi
   export PATH="$IMGEDGE_VENV/bin:$PATH"
+}
+
+# The bench's own tools: sharp from npm (bench/sharp/package-lock.json) and a venv with
+# scikit-image for SSIM and masters (bench/requirements.txt).
+imgedge_bench() {
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  IMGEDGE_BENCH_VENV=$IMGEDGE_CACHE/bench-venv
+  if [[ ! -f $root/bench/sharp/node_modules/sharp/package.json ]] ||
+    [[ $root/bench/sharp/package-lock.json -nt $root/bench/sharp/node_modules/.package-lock.json ]]; then
+    echo "==> npm ci (bench/sharp)" >&2
+    (cd "$root/bench/sharp" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+  if ! "$IMGEDGE_BENCH_VENV/bin/python" -c 'import skimage, PIL, numpy' 2>/dev/null ||
+    ! cmp -s "$root/bench/requirements.txt" "$IMGEDGE_BENCH_VENV/.requirements"; then
+    echo "==> installing the bench's Python tools into $IMGEDGE_BENCH_VENV" >&2
+    python3 -m venv "$IMGEDGE_BENCH_VENV"
+    "$IMGEDGE_BENCH_VENV/bin/pip" install -q --disable-pip-version-check -r "$root/bench/requirements.txt" >&2
+    cp "$root/bench/requirements.txt" "$IMGEDGE_BENCH_VENV/.requirements"
+  fi
+}
+
+imgedge_setup() {
+  imgedge_tools
+  imgedge_bench
 }
