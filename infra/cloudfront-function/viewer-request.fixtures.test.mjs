@@ -189,3 +189,22 @@ test('what the function rebuilds from CloudFront\'s query object differs only wh
   const result = await fn.handler(request('/a.png', `w=5&h=5&w=6&sig=${sig('/a.png', 'w=5&h=5&w=6')}`, null));
   assert.equal(result.statusCode, 403);
 });
+
+test('the signing snippets of docs/url-api.md match the fixture vectors', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const doc = readFileSync(path.join(here, '..', '..', 'docs', 'url-api.md'), 'utf8');
+  const block = (lang) => {
+    const m = new RegExp('## Signed URLs[\\s\\S]*?```' + lang + '\\n([\\s\\S]*?)```').exec(doc);
+    assert.ok(m, `a ${lang} snippet in the Signed URLs section`);
+    return m[1];
+  };
+  const env = { ...process.env, IMGEDGE_SIGNING_KEY: signatures.keys.k1 };
+  for (const v of signatures.vectors.filter((v) => v.key === 'k1')) {
+    const want = v.query ? `${v.path}?${v.query}&sig=${v.sig}` : `${v.path}?sig=${v.sig}`;
+    const call = `signed(${JSON.stringify(v.path)}, ${JSON.stringify(v.query)})`;
+    const js = execFileSync(process.execPath, ['--input-type=module', '-e', `${block('js')}\nconsole.log(${call});`], { env });
+    assert.equal(js.toString().trim(), want, 'Node snippet');
+    const py = execFileSync('python3', ['-c', `${block('python')}\nprint(${call})`], { env });
+    assert.equal(py.toString().trim(), want, 'Python snippet');
+  }
+});
