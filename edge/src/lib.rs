@@ -15,9 +15,12 @@
 pub mod cloudfront;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod key;
 pub mod local;
+pub mod policy;
 pub mod service;
+pub mod sign;
 pub mod spec;
 pub mod store;
 pub mod transform;
