@@ -84,7 +84,10 @@ mod tests {
                 assert!(!message.is_empty(), "{what}");
                 for m in case["mentions"].as_array().into_iter().flatten() {
                     let m = m.as_str().unwrap();
-                    assert!(message.contains(m), "{what}: '{message}' should mention '{m}'");
+                    assert!(
+                        message.contains(m),
+                        "{what}: '{message}' should mention '{m}'"
+                    );
                 }
             }
             _ => panic!("{what}: a case has exactly one of canonical and error"),

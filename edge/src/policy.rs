@@ -65,8 +65,8 @@ const MASTERS: [Format; 3] = [Format::Png, Format::Jpeg, Format::Webp];
 impl Policy {
     /// Parse and check the text of a `policy.json`.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| PolicyError(format!("not valid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| PolicyError(format!("not valid JSON: {e}")))?;
         Policy::from_value(value)
     }
 
@@ -113,7 +113,10 @@ impl Policy {
             Some(query) => Ok(Cow::Borrowed(query.as_str())),
             None if self.presets.is_empty() => Err(Error::invalid_parameter(
                 "preset",
-                format!("unknown preset '{}'; this policy defines no presets", shown(name)),
+                format!(
+                    "unknown preset '{}'; this policy defines no presets",
+                    shown(name)
+                ),
             )),
             None => Err(Error::invalid_parameter(
                 "preset",
@@ -241,7 +244,9 @@ fn format_name(v: &Value) -> Result<String, String> {
     match v.as_str() {
         Some(f @ ("webp" | "png" | "jpeg" | "auto")) => Ok(f.to_string()),
         Some("jpg") => Ok("jpeg".to_string()),
-        _ => Err(format!("{v} is not a format of the URL API; allowed: {FORMATS}")),
+        _ => Err(format!(
+            "{v} is not a format of the URL API; allowed: {FORMATS}"
+        )),
     }
 }
 
@@ -271,7 +276,8 @@ fn background(v: &Value) -> Result<String, String> {
 /// `dpr` as the URL API spells it (`1`, `1.5`, `1.25`) → hundredths; `None` if it is not.
 fn hundredths(value: &str) -> Option<u32> {
     let (whole, frac) = value.split_once('.').unwrap_or((value, ""));
-    if whole.len() != 1 || frac.len() > 2 || !value.bytes().all(|b| b == b'.' || b.is_ascii_digit()) {
+    if whole.len() != 1 || frac.len() > 2 || !value.bytes().all(|b| b == b'.' || b.is_ascii_digit())
+    {
         return None;
     }
     let frac = format!("{frac:0<2}");
@@ -379,7 +385,10 @@ mod tests {
     fn parse_reports_bad_json_and_unknown_fields() {
         assert!(Policy::parse("{").unwrap_err().0.contains("JSON"));
         let e = Policy::parse(r#"{"widths":[256],"size":[1]}"#).unwrap_err();
-        assert!(e.to_string().starts_with("policy: ") && e.0.contains("size"), "{e}");
+        assert!(
+            e.to_string().starts_with("policy: ") && e.0.contains("size"),
+            "{e}"
+        );
         let p = Policy::parse(r#"{"widths":[256.0],"dprs":[1.1]}"#).unwrap();
         assert_eq!(p.widths, Some(vec![256]));
         assert_eq!(p.dprs, Some(vec![110]));

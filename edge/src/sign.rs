@@ -97,7 +97,11 @@ impl SigningKeys {
     /// The `sig` value for `path` (as it will be sent) and the raw query before `&sig=`,
     /// made with the first secret.
     pub fn sign(&self, path: &str, raw_query: &str) -> String {
-        URL_SAFE_NO_PAD.encode(mac(&self.secrets[0], path, raw_query).finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(
+            mac(&self.secrets[0], path, raw_query)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// The path and raw query of a signed URL → the query without `sig`, or a 403.
