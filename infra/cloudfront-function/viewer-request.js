@@ -331,7 +331,8 @@ async function handler(event) {
   if (master instanceof Fail) return reply(master);
   try {
     var list = pairs(request.querystring || {});
-    // A plain master request (no query) needs no signature and no KVS read.
+    // A plain master request (no query) needs no signature and no KVS read. Verified on
+    // request.uri as sent: nothing may rewrite the path or query before this line.
     if (list.length) list = await unsigned(request.uri, list);
     if (POLICY) list = expand(list);
     request.querystring = canonical(list, master, header(request.headers, 'accept'));
