@@ -3,7 +3,7 @@
 #   cfn-lint (0 errors, 0 warnings) on the template and on the template as deploy.sh renders it,
 #   policy rules (infra/policy) incl. their tests on deliberately broken copies,
 #   ShellCheck on every shell script of the repository,
-#   node tests of the viewer-request CloudFront Function (shared fixture),
+#   the viewer-request CloudFront Function's package step and node tests (shared fixtures),
 #   deploy.sh --dry-run call sequences and error messages.
 #
 #   infra/test.sh           all of the above
@@ -75,6 +75,13 @@ step "policy rules on the template" python "$ROOT/infra/policy/check_template.py
 step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS"
 step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
 step "shellcheck" run_shellcheck
+# The package step's minifier (terser, pinned in package-lock.json), for build.mjs and its tests.
+function_deps() {
+  [[ -d "$ROOT/infra/cloudfront-function/node_modules/terser" ]] ||
+    (cd "$ROOT/infra/cloudfront-function" && npm ci --no-audit --no-fund --loglevel=error)
+}
+step "CloudFront Function build deps (npm ci)" function_deps
+step "CloudFront Function package (build.mjs: minified, < 10 KB)" node "$ROOT/infra/cloudfront-function/build.mjs" --out "$WORK/cloudfront-function"
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"
 step "deploy.sh dry run and errors" env IMGEDGE_AWS_CLI="$IMGEDGE_VENV/bin/aws" IMGEDGE_TEST_MOTO="$MOTO" \
   python -m unittest discover -s "$ROOT/infra/tests" -t "$ROOT/infra/tests"

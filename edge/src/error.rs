@@ -10,6 +10,8 @@ use serde::Serialize;
 pub enum ErrorKind {
     InvalidKey,
     InvalidParameter,
+    /// A signed URL's `sig` is missing or does not match (DESIGN.md §10).
+    InvalidSignature,
     NotFound,
     UnsupportedImage,
     ImageTooLarge,
@@ -21,6 +23,7 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::InvalidKey | ErrorKind::InvalidParameter => 400,
+            ErrorKind::InvalidSignature => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::UnsupportedImage => 415,
             ErrorKind::ImageTooLarge => 422,
@@ -42,6 +45,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidKey => "invalid_key",
             ErrorKind::InvalidParameter => "invalid_parameter",
+            ErrorKind::InvalidSignature => "invalid_signature",
             ErrorKind::NotFound => "not_found",
             ErrorKind::UnsupportedImage => "unsupported_image",
             ErrorKind::ImageTooLarge => "image_too_large",
@@ -87,6 +91,15 @@ impl Error {
         Error {
             kind: ErrorKind::InvalidParameter,
             param: Some(param.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// A 403 about `sig`: missing, malformed or not matching any configured key.
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::InvalidSignature,
+            param: Some("sig".to_string()),
             message: message.into(),
         }
     }
@@ -187,6 +200,7 @@ mod tests {
         let cases = [
             (ErrorKind::InvalidKey, 400, "public, max-age=60"),
             (ErrorKind::InvalidParameter, 400, "public, max-age=60"),
+            (ErrorKind::InvalidSignature, 403, "public, max-age=60"),
             (ErrorKind::NotFound, 404, "public, max-age=60"),
             (ErrorKind::UnsupportedImage, 415, "public, max-age=60"),
             (ErrorKind::ImageTooLarge, 422, "public, max-age=60"),

@@ -12,6 +12,8 @@
 //! - [`cloudfront`]: CloudFront origin-request events ↔ the service (pure mapping).
 //! - [`config`]: settings for the Lambda (`config.json`) and the CLI.
 //! - [`single_flight`]: one worker per key among concurrent callers.
+//! - [`sign`], [`policy`], [`guard`]: signed URLs, the size/format policy and presets, and
+//!   the order they run in before the query is parsed (DESIGN.md §10).
 //!
 //! Dependencies point one way: these modules know nothing of their callers. The callers
 //! are the binaries (`bootstrap`, the Lambda, with the `lambda` feature; `edge`, the CLI,
@@ -23,11 +25,14 @@ pub mod cloudfront;
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod guard;
 pub mod key;
 #[cfg(feature = "serve")]
 pub mod local;
+pub mod policy;
 pub mod service;
 pub mod single_flight;
+pub mod sign;
 pub mod spec;
 pub mod store;
 pub mod transform;

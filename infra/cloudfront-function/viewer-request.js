@@ -1,6 +1,15 @@
-// imgedge viewer-request (cloudfront-js-2.0): mirrors edge/src/key.rs + spec.rs. Canonical
-// query, fmt=auto from Accept, so equivalent URLs share one cache entry; bad URLs get the
-// origin's JSON 400/404 here. Max 10 KB; tested on tests/fixtures/spec-cases.json.
+// imgedge viewer-request (cloudfront-js-2.0): mirrors edge/src/key.rs, sign.rs, policy.rs and
+// spec.rs. Order: key (400) -> signature (403) -> preset -> query (400) -> policy (400). Then
+// the canonical query, fmt=auto from Accept, so equivalent URLs share one cache entry; bad
+// URLs get the origin's JSON errors here. Deployed minified by build.mjs (the 10 KB limit),
+// which also bakes the policy in; tested on tests/fixtures/{spec,signature,policy}-cases.json.
+import crypto from 'crypto';
+import cf from 'cloudfront';
+
+// build.mjs --policy FILE replaces this line with the checked, compiled policy.
+var POLICY = null;
+// KeyValueStore key of the signing secrets (a keys file's text); absent = signing off.
+var KEYS_NAME = 'signing-keys';
 var MAX_SIDE = 8192;
 var MAX_QUERY = 2048;
 var MAX_KEY = 1024;
@@ -35,6 +44,10 @@ function badKey(message) {
 
 function bad(param, message) {
   return new Fail(400, 'invalid_parameter', param, message);
+}
+
+function forbidden(message) {
+  return new Fail(403, 'invalid_signature', 'sig', message);
 }
 
 function badValue(name, value) {
@@ -141,6 +154,7 @@ function canonical(list, master, accept) {
   for (var k = 0; k < list.length; k++) rawLength += list[k][0].length + 1 + list[k][1].length;
   if (rawLength > MAX_QUERY) throw bad('query', 'the query is longer than 2048 bytes');
   var given = {};
+  var shown = {};
   for (var i = 0; i < list.length; i++) {
     var name = list[i][0];
     var raw = list[i][1];
@@ -154,6 +168,7 @@ function canonical(list, master, accept) {
     if (raw === '') throw bad(name, name + ' has an empty value; ' + ALLOWED[name]);
     var value = decode(raw);
     if (value === null) throw bad(name, name + ' is not valid percent-encoded UTF-8; ' + ALLOWED[name]);
+    shown[name] = value.slice(0, 40);
     if (name === 'w' || name === 'h') given[name] = integer(name, value, MAX_SIDE);
     else if (name === 'q') given.q = integer(name, value, 100);
     else if (name === 'dpr') given.dpr = hundredths(value);
@@ -204,7 +219,86 @@ function canonical(list, master, accept) {
   if (given.bg !== undefined && given.bg !== 'ffffff' && (fit === 'contain' || format === 'jpeg')) {
     out.push('bg=' + given.bg);
   }
+  if (POLICY) obey(list, given, shown);
   return out.join('&');
+}
+
+// The policy's lists, after the URL API accepted the whole query: the first value given
+// outside its list, in query order. Values compare in parsed form (w, h before dpr; fmt jpg
+// = jpeg; dpr in hundredths; bg lowercase), as build.mjs compiled the lists.
+var LISTS = { w: 'widths', h: 'heights', q: 'qualities', fmt: 'formats', dpr: 'dprs', bg: 'backgrounds' };
+function obey(list, given, shown) {
+  for (var i = 0; i < list.length; i++) {
+    var name = list[i][0];
+    var allowed = POLICY[LISTS[name]];
+    if (allowed && allowed.indexOf(given[name]) < 0) {
+      var values = allowed.map(function (v) { return name === 'dpr' ? String(v / 100) : String(v); });
+      throw bad(name, name + '=' + shown[name] + ' is not allowed by this deployment\'s policy; allowed ' + LISTS[name] + ': ' + values.join(', '));
+    }
+  }
+}
+
+// ?preset=NAME (alone once sig is removed) -> the preset's pairs. Names are compared as
+// sent: they are plain [a-z0-9_-], one spelling each.
+function expand(list) {
+  var named = false;
+  for (var i = 0; i < list.length; i++) if (list[i][0] === 'preset') named = true;
+  if (!named) return list;
+  if (list.length > 1) {
+    throw bad('preset', 'a preset stands alone: ?preset=NAME (plus sig when URLs are signed); it cannot be mixed with other parameters');
+  }
+  var presets = POLICY.presets;
+  var name = list[0][1];
+  var names = Object.keys(presets).sort();
+  if (!own(presets, name)) {
+    throw bad('preset', 'unknown preset \'' + name.slice(0, 40) + '\'; ' + (names.length ? 'allowed: ' + names.join(', ') : 'this policy defines no presets'));
+  }
+  return presets[name].split('&').map(function (pair) {
+    var eq = pair.indexOf('=');
+    return [pair.slice(0, eq), pair.slice(eq + 1)];
+  });
+}
+
+// The configured secrets: null when the KeyValueStore has no such key (signing off), else
+// one Buffer per hex line. A line that is not a secret makes the list empty, so every
+// signed request fails (closed) rather than some key being skipped. KVS errors propagate.
+async function signingKeys() {
+  var kvs = cf.kvs();
+  if (!(await kvs.exists(KEYS_NAME))) return null;
+  var lines = String(await kvs.get(KEYS_NAME)).split('\n');
+  var keys = [];
+  for (var i = 0; i < lines.length; i++) {
+    var line = lines[i].trim();
+    if (line === '' || line.charAt(0) === '#') continue;
+    if (!/^(?:[0-9a-fA-F]{2}){16,}$/.test(line)) return [];
+    keys.push(Buffer.from(line, 'hex'));
+  }
+  return keys;
+}
+
+// The pairs without a trailing sig, after checking it against every key: the message is
+// the path as sent + '?' + the query before '&sig='. Compared in constant time.
+async function unsigned(uri, list) {
+  var last = list[list.length - 1];
+  var signed = last[0] === 'sig';
+  var rest = signed ? list.slice(0, -1) : list;
+  var keys = await signingKeys();
+  if (keys === null) return rest;
+  if (!signed) {
+    throw forbidden('this URL must be signed: add sig, the base64url HMAC-SHA256 of path?query, as the last parameter');
+  }
+  var message = uri + '?' + rest.map(function (p) { return p[0] + '=' + p[1]; }).join('&');
+  var match = false;
+  for (var k = 0; k < keys.length; k++) {
+    var expected = crypto.createHmac('sha256', keys[k]).update(message).digest('base64url');
+    var diff = expected.length ^ last[1].length;
+    for (var i = 0; i < expected.length; i++) diff |= expected.charCodeAt(i) ^ last[1].charCodeAt(i);
+    if (diff === 0) match = true;
+  }
+  if (!match) {
+    throw forbidden('the signature does not match this path and query; sig must be the last parameter, base64url (no padding) of HMAC-SHA256 over path?query as sent');
+  }
+  return rest;
 }
 
 function header(headers, name) {
@@ -222,7 +316,7 @@ function reply(fail) {
   body.message = fail.message;
   return {
     statusCode: fail.status,
-    statusDescription: fail.status === 404 ? 'Not Found' : 'Bad Request',
+    statusDescription: fail.status === 404 ? 'Not Found' : fail.status === 403 ? 'Forbidden' : 'Bad Request',
     headers: {
       'content-type': { value: 'application/json' },
       'cache-control': { value: 'public, max-age=60' }
@@ -231,12 +325,17 @@ function reply(fail) {
   };
 }
 
-function handler(event) {
+async function handler(event) {
   var request = event.request;
   var master = masterFormat(request.uri);
   if (master instanceof Fail) return reply(master);
   try {
-    request.querystring = canonical(pairs(request.querystring || {}), master, header(request.headers, 'accept'));
+    var list = pairs(request.querystring || {});
+    // A plain master request (no query) needs no signature and no KVS read. Verified on
+    // request.uri as sent: nothing may rewrite the path or query before this line.
+    if (list.length) list = await unsigned(request.uri, list);
+    if (POLICY) list = expand(list);
+    request.querystring = canonical(list, master, header(request.headers, 'accept'));
   } catch (e) {
     if (e instanceof Fail) return reply(e);
     throw e;

@@ -1,15 +1,19 @@
 // Node tests of the viewer-request CloudFront Function (run: node --test infra/cloudfront-function/).
 //
-// The function is not a module in CloudFront (a top-level `function handler`), so it is
-// loaded like CloudFront does: the file's source evaluated in a fresh context. Every case of
-// the shared fixture tests/fixtures/spec-cases.json (also read by the Rust VariantSpec
-// tests) must give the same canonical query or the same error status/code/param.
+// The function is not a CommonJS/ES module in the usual sense (a top-level `handler` plus
+// CloudFront's own imports), so harness.mjs loads it like CloudFront does: the file's source
+// evaluated in a fresh context with 'crypto' and 'cloudfront' (KeyValueStore) provided. Every
+// test runs twice: on the source and on the minified artifact build.mjs makes for deployment.
+// Every case of the shared fixture tests/fixtures/spec-cases.json (also read by the Rust
+// VariantSpec tests) must give the same canonical query or the same error status/code/param.
+// Signed URLs and policies: viewer-request.fixtures.test.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import vm from 'node:vm';
+import { loadFunction } from './harness.mjs';
+import { build } from './build.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sourcePath = path.join(here, 'viewer-request.js');
@@ -17,15 +21,10 @@ const fixturePath =
   process.env.IMGEDGE_SPEC_CASES || path.join(here, '..', '..', 'tests', 'fixtures', 'spec-cases.json');
 const source = readFileSync(sourcePath, 'utf8');
 const fixture = JSON.parse(readFileSync(fixturePath, 'utf8'));
+const minified = await build(null);
 
-function loadHandler() {
-  const context = vm.createContext({});
-  // CloudFront Functions run in strict mode.
-  vm.runInContext('"use strict";' + source, context, { filename: sourcePath });
-  assert.equal(typeof context.handler, 'function', 'the source defines a top-level handler');
-  return context.handler;
-}
-const handler = loadHandler();
+function suite(label, handler) {
+  const t = (name, fn) => test(`${label}: ${name}`, fn);
 
 // A raw query as CloudFront Functions present it: an object keyed by parameter name (as
 // sent, not decoded), values as sent; a repeated name carries every value in multiValue.
@@ -89,23 +88,23 @@ function expectError(result, expected, label) {
   else assert.ok(!('param' in body), `${label}: no param expected, got ${body.param}`);
 }
 
-test('fixture has cases of both kinds', () => {
+t('fixture has cases of both kinds', async () => {
   assert.ok(fixture.query_cases.length >= 3);
   assert.ok(fixture.key_cases.length >= 3);
 });
 
-test('every query case of the shared fixture', () => {
+t('every query case of the shared fixture', async () => {
   for (const c of fixture.query_cases) {
     const label = `${c.uri}?${c.query} (Accept: ${c.accept})`;
-    const result = run(c.uri, c.query, c.accept);
+    const result = await run(c.uri, c.query, c.accept);
     if (c.error) expectError(result, c.error, label);
     else expectCanonical(result, c.canonical, label);
   }
 });
 
-test('every key case of the shared fixture', () => {
+t('every key case of the shared fixture', async () => {
   for (const c of fixture.key_cases) {
-    const result = run(c.uri, '', null);
+    const result = await run(c.uri, '', null);
     if (c.error) expectError(result, c.error, c.uri);
     else {
       expectCanonical(result, '', c.uri);
@@ -114,49 +113,44 @@ test('every key case of the shared fixture', () => {
   }
 });
 
-test('the source fits CloudFront Functions limits and syntax', () => {
-  assert.ok(statSync(sourcePath).size < 10240, 'CloudFront Functions code is at most 10 KB');
-  assert.doesNotMatch(source, /^\s*(import|export)\s/m, 'not an ES module');
-  assert.doesNotMatch(source, /\brequire\(/, 'needs no modules');
-});
 
 const IMG = '/outputs/2025-02-01/image_001.png';
 const JPG = '/outputs/2025-02-01/photo.jpg';
 
-test('equivalent spellings share one canonical query', () => {
+t('equivalent spellings share one canonical query', async () => {
   const spellings = ['w=512&fmt=webp', 'fmt=webp&w=512', 'fmt=webp&w=512&q=80', 'w=256&dpr=2&fmt=webp', 'dpr=2&fmt=webp&w=256&bg=FFFFFF'];
-  for (const q of spellings) expectCanonical(run(IMG, q, null), 'w=512&fmt=webp', q);
-  expectCanonical(run(JPG, 'fmt=jpg&w=10&h=20&fit=cover&q=80', null), 'w=10&h=20', 'jpg alias is the master format');
-  expectCanonical(run(JPG, 'h=20&w=10&fit=inside&q=50&bg=AbCdEf', null), 'w=10&h=20&fit=inside&q=50&bg=abcdef', 'full order');
+  for (const q of spellings) expectCanonical(await run(IMG, q, null), 'w=512&fmt=webp', q);
+  expectCanonical(await run(JPG, 'fmt=jpg&w=10&h=20&fit=cover&q=80', null), 'w=10&h=20', 'jpg alias is the master format');
+  expectCanonical(await run(JPG, 'h=20&w=10&fit=inside&q=50&bg=AbCdEf', null), 'w=10&h=20&fit=inside&q=50&bg=abcdef', 'full order');
 });
 
-test('identity queries forward an empty query string', () => {
-  for (const q of ['', 'q=80&fmt=jpeg', 'bg=ffffff', 'fmt=jpg']) expectCanonical(run(JPG, q, null), '', q);
-  for (const q of ['fmt=png', 'bg=000000']) expectCanonical(run(IMG, q, null), '', `${q} on a png`);
-  expectCanonical(run(JPG, 'bg=000000', null), 'bg=000000', 'bg flattens into a jpeg output');
+t('identity queries forward an empty query string', async () => {
+  for (const q of ['', 'q=80&fmt=jpeg', 'bg=ffffff', 'fmt=jpg']) expectCanonical(await run(JPG, q, null), '', q);
+  for (const q of ['fmt=png', 'bg=000000']) expectCanonical(await run(IMG, q, null), '', `${q} on a png`);
+  expectCanonical(await run(JPG, 'bg=000000', null), 'bg=000000', 'bg flattens into a jpeg output');
 });
 
-test('dpr folds into the sides, rounding half up, and its limit is on the side', () => {
-  expectCanonical(run(IMG, 'w=333&dpr=1.5', null), 'w=500', '333 x 1.5 = 499.5 -> 500');
-  expectCanonical(run(IMG, 'h=3&dpr=1.25', null), 'h=4', '3.75 -> 4');
-  expectCanonical(run(IMG, 'w=8192&dpr=1.0', null), 'w=8192', 'dpr 1.0');
-  expectError(run(IMG, 'w=10&h=4097&dpr=2', null), { status: 400, error: 'invalid_parameter', param: 'h' }, 'h x 2 > 8192');
+t('dpr folds into the sides, rounding half up, and its limit is on the side', async () => {
+  expectCanonical(await run(IMG, 'w=333&dpr=1.5', null), 'w=500', '333 x 1.5 = 499.5 -> 500');
+  expectCanonical(await run(IMG, 'h=3&dpr=1.25', null), 'h=4', '3.75 -> 4');
+  expectCanonical(await run(IMG, 'w=8192&dpr=1.0', null), 'w=8192', 'dpr 1.0');
+  expectError(await run(IMG, 'w=10&h=4097&dpr=2', null), { status: 400, error: 'invalid_parameter', param: 'h' }, 'h x 2 > 8192');
   for (const dpr of ['0.5', '4.01', '1.555', '1.', '.5', '01', '+2', '5']) {
-    expectError(run(IMG, `w=10&dpr=${dpr}`, null), { status: 400, error: 'invalid_parameter', param: 'dpr' }, dpr);
+    expectError(await run(IMG, `w=10&dpr=${dpr}`, null), { status: 400, error: 'invalid_parameter', param: 'dpr' }, dpr);
   }
-  expectError(run(IMG, 'dpr=2', null), { status: 400, error: 'invalid_parameter', param: 'dpr' }, 'dpr alone');
+  expectError(await run(IMG, 'dpr=2', null), { status: 400, error: 'invalid_parameter', param: 'dpr' }, 'dpr alone');
 });
 
-test('strict integers', () => {
+t('strict integers', async () => {
   for (const w of ['+5', '05', '5.0', '0', '8193', '-1', '1e3', '99999999999', ' 5', '%35%35']) {
-    const result = run(IMG, `w=${w}`, null);
+    const result = await run(IMG, `w=${w}`, null);
     if (w === '%35%35') expectCanonical(result, 'w=55', 'percent-encoded digits decode');
     else expectError(result, { status: 400, error: 'invalid_parameter', param: 'w' }, w);
   }
-  expectError(run(JPG, 'q=101', null), { status: 400, error: 'invalid_parameter', param: 'q' }, 'q=101');
+  expectError(await run(JPG, 'q=101', null), { status: 400, error: 'invalid_parameter', param: 'q' }, 'q=101');
 });
 
-test('repeats, empty values, unknown and uppercase names and values', () => {
+t('repeats, empty values, unknown and uppercase names and values', async () => {
   const cases = [
     ['w=1&w=1', 'w'],
     ['w=', 'w'],
@@ -174,39 +168,39 @@ test('repeats, empty values, unknown and uppercase names and values', () => {
     ['constructor=1', 'constructor'],
     ['fit=constructor&w=1&h=1', 'fit'],
   ];
-  for (const [q, param] of cases) expectError(run(IMG, q, null), { status: 400, error: 'invalid_parameter', param }, q);
+  for (const [q, param] of cases) expectError(await run(IMG, q, null), { status: 400, error: 'invalid_parameter', param }, q);
 });
 
-test('a query over 2048 bytes is rejected as a whole', () => {
+t('a query over 2048 bytes is rejected as a whole', async () => {
   const long = 'w=5&x' + '0'.repeat(2048) + '=1';
-  expectError(run(IMG, long, null), { status: 400, error: 'invalid_parameter', param: 'query' }, 'long query');
-  expectCanonical(run(IMG, 'bg=' + 'a'.repeat(6), null), '', 'short query is parsed');
+  expectError(await run(IMG, long, null), { status: 400, error: 'invalid_parameter', param: 'query' }, 'long query');
+  expectCanonical(await run(IMG, 'bg=' + 'a'.repeat(6), null), '', 'short query is parsed');
 });
 
-test('fit and q rules', () => {
-  expectError(run(IMG, 'w=5&fit=contain', null), { status: 400, error: 'invalid_parameter', param: 'fit' }, 'fit one side');
-  expectError(run(IMG, 'w=5&q=50', null), { status: 400, error: 'invalid_parameter', param: 'q' }, 'q on png default');
-  expectError(run(JPG, 'w=5&fmt=png&q=50', null), { status: 400, error: 'invalid_parameter', param: 'q' }, 'q with fmt=png');
-  expectCanonical(run(IMG, 'w=5&fmt=auto&q=50', 'image/png'), 'w=5', 'q is ignored when auto picks png');
-  expectCanonical(run(IMG, 'w=5&fmt=auto&q=50', 'image/webp'), 'w=5&fmt=webp&q=50', 'q kept when auto picks webp');
+t('fit and q rules', async () => {
+  expectError(await run(IMG, 'w=5&fit=contain', null), { status: 400, error: 'invalid_parameter', param: 'fit' }, 'fit one side');
+  expectError(await run(IMG, 'w=5&q=50', null), { status: 400, error: 'invalid_parameter', param: 'q' }, 'q on png default');
+  expectError(await run(JPG, 'w=5&fmt=png&q=50', null), { status: 400, error: 'invalid_parameter', param: 'q' }, 'q with fmt=png');
+  expectCanonical(await run(IMG, 'w=5&fmt=auto&q=50', 'image/png'), 'w=5', 'q is ignored when auto picks png');
+  expectCanonical(await run(IMG, 'w=5&fmt=auto&q=50', 'image/webp'), 'w=5&fmt=webp&q=50', 'q kept when auto picks webp');
 });
 
-test('bg is kept only where it can change pixels', () => {
-  expectCanonical(run(IMG, 'w=5&h=5&fit=contain&bg=000000', null), 'w=5&h=5&fit=contain&bg=000000', 'contain pads');
-  expectCanonical(run(IMG, 'w=5&fmt=jpeg&bg=000000', null), 'w=5&fmt=jpeg&bg=000000', 'jpeg flattens');
-  expectCanonical(run(IMG, 'w=5&h=5&bg=000000', null), 'w=5&h=5', 'cover png: no effect');
-  expectCanonical(run(IMG, 'w=5&fmt=webp&bg=000000', null), 'w=5&fmt=webp', 'webp keeps alpha');
+t('bg is kept only where it can change pixels', async () => {
+  expectCanonical(await run(IMG, 'w=5&h=5&fit=contain&bg=000000', null), 'w=5&h=5&fit=contain&bg=000000', 'contain pads');
+  expectCanonical(await run(IMG, 'w=5&fmt=jpeg&bg=000000', null), 'w=5&fmt=jpeg&bg=000000', 'jpeg flattens');
+  expectCanonical(await run(IMG, 'w=5&h=5&bg=000000', null), 'w=5&h=5', 'cover png: no effect');
+  expectCanonical(await run(IMG, 'w=5&fmt=webp&bg=000000', null), 'w=5&fmt=webp', 'webp keeps alpha');
 });
 
-test('avif is refused and auto never picks it', () => {
-  expectError(run(IMG, 'fmt=avif', null), { status: 400, error: 'invalid_parameter', param: 'fmt' }, 'fmt=avif');
+t('avif is refused and auto never picks it', async () => {
+  expectError(await run(IMG, 'fmt=avif', null), { status: 400, error: 'invalid_parameter', param: 'fmt' }, 'fmt=avif');
   const chrome = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';
-  expectCanonical(run(IMG, 'w=5&fmt=auto', chrome), 'w=5&fmt=webp', 'chrome');
-  expectCanonical(run(IMG, 'w=5&fmt=auto', 'image/avif'), 'w=5', 'avif only -> master');
-  expectCanonical(run(JPG, 'fmt=auto', 'image/avif,image/*,*/*'), '', 'wildcards do not count');
+  expectCanonical(await run(IMG, 'w=5&fmt=auto', chrome), 'w=5&fmt=webp', 'chrome');
+  expectCanonical(await run(IMG, 'w=5&fmt=auto', 'image/avif'), 'w=5', 'avif only -> master');
+  expectCanonical(await run(JPG, 'fmt=auto', 'image/avif,image/*,*/*'), '', 'wildcards do not count');
 });
 
-test('Accept is parsed as media ranges with weights', () => {
+t('Accept is parsed as media ranges with weights', async () => {
   const cases = [
     ['image/webp', 'fmt=webp'],
     ['IMAGE/WebP', 'fmt=webp'],
@@ -221,27 +215,27 @@ test('Accept is parsed as media ranges with weights', () => {
     ['*/*', ''],
     ['', ''],
   ];
-  for (const [accept, canonical] of cases) expectCanonical(run(JPG, 'fmt=auto', accept), canonical, `Accept: ${accept}`);
+  for (const [accept, canonical] of cases) expectCanonical(await run(JPG, 'fmt=auto', accept), canonical, `Accept: ${accept}`);
   // A repeated Accept header arrives as multiValue; all of it counts.
   const e = event(JPG, 'fmt=auto', null);
   e.request.headers.accept = { value: 'text/html', multiValue: [{ value: 'text/html' }, { value: 'image/webp' }] };
-  expectCanonical(handler(e), 'fmt=webp', 'multiValue Accept');
+  expectCanonical(await handler(e), 'fmt=webp', 'multiValue Accept');
 });
 
-test('keys are validated before the query, and variants are not addressable', () => {
-  expectError(run('/outputs/../x.png', 'W=5', null), { status: 400, error: 'invalid_key' }, 'key first');
-  expectError(run('/_variants/v1/a.png/w=5.png', '', null), { status: 404, error: 'not_found' }, 'variants');
-  expectError(run('/%5Fvariants/v1/a.png/w=5.png', 'w=5', null), { status: 404, error: 'not_found' }, 'encoded variants');
+t('keys are validated before the query, and variants are not addressable', async () => {
+  expectError(await run('/outputs/../x.png', 'W=5', null), { status: 400, error: 'invalid_key' }, 'key first');
+  expectError(await run('/_variants/v1/a.png/w=5.png', '', null), { status: 404, error: 'not_found' }, 'variants');
+  expectError(await run('/%5Fvariants/v1/a.png/w=5.png', 'w=5', null), { status: 404, error: 'not_found' }, 'encoded variants');
   for (const uri of ['/a.PNG', '/a.gif', '/a', '/', '//a.png', '/a/./b.png', '/a%00.png', '/a\\b.png', '/a%5Cb.png', '/a%zz.png', '/a%C3.png', '/dir/', 'a.png', '/' + 'a'.repeat(1021) + '.png']) {
-    expectError(run(uri, '', null), { status: 400, error: 'invalid_key' }, uri);
+    expectError(await run(uri, '', null), { status: 400, error: 'invalid_key' }, uri);
   }
-  expectCanonical(run('/caf%C3%A9/a+b%20c.webp', 'w=5', null), 'w=5', 'encoded key');
-  expectCanonical(run('/' + 'a'.repeat(1020) + '.png', '', null), '', '1024 bytes is allowed');
+  expectCanonical(await run('/caf%C3%A9/a+b%20c.webp', 'w=5', null), 'w=5', 'encoded key');
+  expectCanonical(await run('/' + 'a'.repeat(1020) + '.png', '', null), '', '1024 bytes is allowed');
 });
 
-test('a request without query or headers passes through', () => {
+t('a request without query or headers passes through', async () => {
   const e = { version: '1.0', request: { method: 'GET', uri: IMG, querystring: {}, headers: {} } };
-  const result = handler(e);
+  const result = await handler(e);
   assert.equal(result, e.request);
   assert.equal(result.querystring, '');
 });
@@ -283,7 +277,7 @@ function shuffled(list, next) {
   return out;
 }
 
-test('property: order does not matter and the canonical form is a fixed point', () => {
+t('property: order does not matter and the canonical form is a fixed point', async () => {
   const next = rng(20250201);
   let accepted = 0;
   for (let i = 0; i < 3000; i++) {
@@ -291,28 +285,28 @@ test('property: order does not matter and the canonical form is a fixed point', 
     const uri = next() < 0.5 ? IMG : JPG;
     const accept = next() < 0.5 ? 'image/webp,*/*' : null;
     const query = pairs.map((p) => p.join('=')).join('&');
-    const first = run(uri, query, accept);
+    const first = await run(uri, query, accept);
     if (first.statusCode) continue;
     accepted++;
     const canonical = first.querystring;
-    const again = run(uri, shuffled(pairs, next).map((p) => p.join('=')).join('&'), accept);
+    const again = await run(uri, shuffled(pairs, next).map((p) => p.join('=')).join('&'), accept);
     assert.equal(again.querystring, canonical, `permutation of ${query}`);
     // Re-parsing the canonical form gives itself, with or without Accept (auto is resolved).
-    assert.equal(run(uri, canonical, null).querystring, canonical, `fixed point of ${query}`);
+    assert.equal((await run(uri, canonical, null)).querystring, canonical, `fixed point of ${query}`);
     assert.match(canonical, /^(w=\d+)?&?(h=\d+)?&?(fit=\w+)?&?(fmt=\w+)?&?(q=\d+)?&?(bg=[0-9a-f]{6})?$/, canonical);
     assert.doesNotMatch(canonical, /dpr|auto|jpg|&&|^&|&$/, canonical);
   }
   assert.ok(accepted > 500, `enough accepted cases (${accepted})`);
 });
 
-test('fuzz: arbitrary paths and queries give a request or a JSON error, never an exception', () => {
+t('fuzz: arbitrary paths and queries give a request or a JSON error, never an exception', async () => {
   const next = rng(7);
   const alphabet = ['w', 'h', 'fit', 'fmt', 'q', 'dpr', 'bg', '=', '&', '%', '%2', '%C3%A9', '%FF', '.', '..', '/', '\\', '_variants', 'png', '.png', '+', ' ', '0', '9', 'A', 'é', '\u0000', '\ud83d\ude00', '\ud800'];
   const pick = (n) => Array.from({ length: n }, () => alphabet[Math.floor(next() * alphabet.length)]).join('');
   for (let i = 0; i < 3000; i++) {
     const uri = '/' + pick(Math.floor(next() * 8)) + (next() < 0.7 ? '.png' : '');
     const query = pick(Math.floor(next() * 10));
-    const result = run(uri, query, next() < 0.5 ? pick(4) : null);
+    const result = await run(uri, query, next() < 0.5 ? pick(4) : null);
     if (result.statusCode) {
       assert.ok([400, 404].includes(result.statusCode), `${uri}?${query}`);
       const body = JSON.parse(result.body.data);
@@ -322,3 +316,19 @@ test('fuzz: arbitrary paths and queries give a request or a JSON error, never an
     }
   }
 });
+
+}
+
+test('the deployable (minified) function is under CloudFront\'s 10 KB and keeps its shape', () => {
+  const size = Buffer.byteLength(minified);
+  assert.ok(size < 10240, `CloudFront Functions code is at most 10 KB; minified: ${size} bytes`);
+  assert.match(minified, /async function handler\(/, 'CloudFront calls a top-level handler by name');
+  for (const code of [source, minified]) {
+    assert.doesNotMatch(code, /^\s*export\s/m, 'exports nothing');
+    assert.doesNotMatch(code, /\brequire\(/, 'no CommonJS');
+    assert.deepEqual(loadFunction(code).imported.sort(), ['cloudfront', 'crypto'], 'imports only what CloudFront provides');
+  }
+});
+
+suite('source', loadFunction(source, sourcePath).handler);
+suite('minified', loadFunction(minified, 'viewer-request.min.js').handler);
