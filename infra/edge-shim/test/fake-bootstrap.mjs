@@ -1,27 +1,22 @@
 #!/usr/bin/env node
 // A stand-in for the Rust bootstrap that misbehaves on request, for the shim's supervision
-// tests (what is tested is the shim, not the image pipeline). It speaks the Lambda Runtime
-// API at $AWS_LAMBDA_RUNTIME_API like the real one, and reads its behaviour from the
-// `fake` entry of $IMGEDGE_CONFIG:
-//   {"fake": {"hang_starts": N}}   the first N starts never poll (N = -1: every start)
-// Each start appends its pid to `starts`, each event received its uri to `events`, both
-// beside config.json. What it does with an event depends on the event's uri:
+// tests (what is tested is the shim, not the image pipeline). Started by fake-bootstrap.sh,
+// which records each start's pid in `starts` beside $IMGEDGE_CONFIG and makes the first
+// `fake.hang_starts` starts of the config (-1: every start) hang before polling. This part
+// speaks the Lambda Runtime API at $AWS_LAMBDA_RUNTIME_API like the real one, records each
+// event's uri in `events`, and acts on the uri:
 //   /crash          exits with code 3 (a crash mid-event)
 //   /huge-answer    posts an answer of 3 MiB
 //   /stop-polling   answers, then never asks for another event
 //   anything else   answers the request with `uri` replaced by "/answered-by/<pid>"
-import { appendFileSync, readFileSync } from "node:fs";
+import { appendFileSync } from "node:fs";
 import { request } from "node:http";
 import { dirname, join } from "node:path";
 
-const config = JSON.parse(readFileSync(process.env.IMGEDGE_CONFIG, "utf8")).fake ?? {};
 const dir = dirname(process.env.IMGEDGE_CONFIG);
 const [host, port] = process.env.AWS_LAMBDA_RUNTIME_API.split(":");
 const API = "/2018-06-01/runtime";
 
-appendFileSync(join(dir, "starts"), `${process.pid}\n`);
-const starts = readFileSync(join(dir, "starts"), "utf8").trim().split("\n").length;
-const hangs = config.hang_starts ?? 0;
 
 function call(method, path, body) {
   return new Promise((resolve, reject) => {
@@ -37,8 +32,6 @@ function call(method, path, body) {
 }
 
 const forever = () => new Promise(() => setInterval(() => {}, 1 << 30));
-
-if (hangs < 0 || starts <= hangs) await forever(); // stuck in "init", never polls
 
 for (;;) {
   const next = await call("GET", `${API}/invocation/next`);
