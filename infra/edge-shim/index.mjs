@@ -268,10 +268,11 @@ export async function handler(event, context) {
   try {
     body = JSON.stringify(event);
   } catch {
-    return failureResponse(500, "the request could not be passed to the image function");
+    // cyclic or BigInt: not an event CloudFront sends
   }
-  const size = Buffer.byteLength(body ?? "");
-  if (body === undefined || size > MAX_EVENT_BYTES) {
+  if (body === undefined) return failureResponse(500, "the request could not be passed to the image function");
+  const size = Buffer.byteLength(body);
+  if (size > MAX_EVENT_BYTES) {
     console.error(`event of ${size} bytes refused (at most ${MAX_EVENT_BYTES})`);
     return failureResponse(500, `the request is too large for the image function (at most ${MAX_EVENT_BYTES} bytes)`);
   }
