@@ -13,6 +13,9 @@ import { appendFileSync } from "node:fs";
 import { request } from "node:http";
 import { dirname, join } from "node:path";
 
+// `node --test infra/edge-shim/test/` runs every module here: outside the shim, do nothing.
+if (!process.env.AWS_LAMBDA_RUNTIME_API) process.exit(0);
+
 const dir = dirname(process.env.IMGEDGE_CONFIG);
 const [host, port] = process.env.AWS_LAMBDA_RUNTIME_API.split(":");
 const API = "/2018-06-01/runtime";

@@ -147,7 +147,7 @@ describe("origin-request through the shim", () => {
     big.Records[0].cf.request.headers["x-padding"] = [{ key: "X-Padding", value: "p".repeat(shim.MAX_EVENT_BYTES) }];
     const res = await shim.handler(big);
     assertErrorResponse(res, 500, "internal", "no-store");
-    assert.deepEqual(await moto.keys(BUCKET, `_variants/v1/${MASTER}/w=64`), [], "never rendered");
+    assert.equal((await moto.head(BUCKET, `_variants/v1/${MASTER}/w=64.png`)).status, 404, "never rendered");
     const next = await shim.handler(eventFor(`/${MASTER}`, "w=64"));
     assert.equal(next.uri, `/_variants/v1/${MASTER}/w%3D64.png`);
     assert.equal(shim.childPid(), pid);
