@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
+# Before anything bash-only, in plain sh, so an old bash (macOS ships 3.2) or another shell
+# reaches a clear message instead of a syntax error or, worse, a half-run deploy.
+# Needs 4.4: ${x,,} and empty "${arr[@]}" under set -u (an error before 4.4).
+case "${BASH_VERSION-}" in
+  '' | [0-3].* | 4.[0-3].*)
+    printf 'deploy.sh: needs bash 4.4 or newer (this is %s); run it as "bash infra/deploy.sh" with a newer bash (macOS: brew install bash)\n' "${BASH_VERSION:-not bash}" >&2
+    exit 1
+    ;;
+esac
+
 # Deploy imgedge to AWS: S3 bucket + CloudFront (OAC) + CloudFront Function + Lambda@Edge,
 # all from infra/template.yaml in us-east-1. See docs/deploy.md.
 #
 #   infra/deploy.sh [--dry-run] deploy             build the function zip, upload it, deploy the stack
 #   infra/deploy.sh [--dry-run] invalidate PATH... invalidate cached URLs (e.g. '/outputs/*')
 #   infra/deploy.sh [--dry-run] outputs            print the stack's outputs (URLs, ids)
-#   infra/deploy.sh [--dry-run] destroy            delete the stack (waits out Lambda@Edge replicas)
+#   infra/deploy.sh [--dry-run] [--yes] destroy    delete the stack after listing it and asking
+#                                                  (waits out Lambda@Edge replicas); --yes: don't ask
 #   infra/deploy.sh render [FILE]                  write the template with the CloudFront Function inlined
 #
 # --dry-run prints every AWS CLI call (one line each, starting with "+ aws") instead of running
-# it, and needs neither the AWS CLI nor credentials; values that would come from AWS are shown
-# as placeholders. Settings (environment):
-#   AWS_REGION                         must be us-east-1 (Lambda@Edge and CloudFront certificates)
+# it, and needs no AWS CLI, credentials, region or config; values that would come from AWS are
+# shown as placeholders. Every call goes to us-east-1 (Lambda@Edge and CloudFront certificates
+# live only there), whatever AWS_REGION says. Settings (environment):
 #   IMGEDGE_STACK=imgedge              stack name, prefix of every resource name
 #   IMGEDGE_BUCKET                     image bucket (default <stack>-images-<account id>)
 #   IMGEDGE_ARTIFACT_BUCKET            bucket for the function zip (default <stack>-artifacts-<account id>)
@@ -30,7 +41,8 @@ TEMPLATE="$ROOT/infra/template.yaml"
 REQUIRED_REGION=us-east-1
 
 DRY_RUN=0
-REGION=""
+ASSUME_YES=0
+REGION=$REQUIRED_REGION
 STACK="${IMGEDGE_STACK:-imgedge}"
 
 die() {
@@ -43,7 +55,7 @@ say() {
 }
 
 usage() {
-  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '/^# Deploy imgedge/,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 }
 
 # Print a command the way a shell would read it back.
@@ -76,18 +88,18 @@ aws_text() {
   aws "$@" --region "$REGION" --output text
 }
 
-resolve_region() {
-  REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
-  if [[ -z "$REGION" ]] && ((!DRY_RUN)) && command -v aws >/dev/null 2>&1; then
-    REGION=$(aws configure get region 2>/dev/null || true)
+# The stack is pinned to us-east-1; a different region in the environment (a default for
+# other work) is not an error, but say that it is not used.
+note_region() {
+  local env_region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+  if [[ -n "$env_region" && "$env_region" != "$REQUIRED_REGION" ]]; then
+    say "note: the imgedge stack lives in $REQUIRED_REGION (Lambda@Edge and CloudFront certificates); every call here uses --region $REQUIRED_REGION, not $env_region"
   fi
-  [[ -n "$REGION" ]] || die "no AWS region is set: export AWS_REGION=$REQUIRED_REGION (Lambda@Edge functions and CloudFront certificates live there)"
-  [[ "$REGION" == "$REQUIRED_REGION" ]] || die "region is $REGION, but this stack must be deployed in $REQUIRED_REGION (Lambda@Edge and CloudFront's ACM certificates only work from there): export AWS_REGION=$REQUIRED_REGION"
 }
 
 # Fail early, with the fix, when the AWS CLI or credentials are missing.
 preflight() {
-  resolve_region
+  note_region
   if ((!DRY_RUN)); then
     command -v aws >/dev/null 2>&1 || die "the AWS CLI ('aws') is not installed: 'pip install awscli' or see https://docs.aws.amazon.com/cli/"
   fi
@@ -110,10 +122,23 @@ stack_output() {
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
 }
 
-# The template with the CloudFront Function's source inlined at its placeholder line.
+# The CloudFront Function as deployed: minified by its package step (build.mjs, pinned
+# terser) to stay under CloudFront's 10 KB limit; FUNCTION_JS then names the built file.
+build_function() {
+  local dir="$ROOT/dist/cloudfront-function"
+  command -v node >/dev/null 2>&1 || die "node (>= 20) is needed to build the CloudFront Function"
+  [[ -d "$ROOT/infra/cloudfront-function/node_modules/terser" ]] ||
+    (cd "$ROOT/infra/cloudfront-function" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+    die "npm ci in infra/cloudfront-function failed"
+  node "$ROOT/infra/cloudfront-function/build.mjs" --out "$dir" >&2 || die "the CloudFront Function did not build"
+  FUNCTION_JS="$dir/viewer-request.js"
+}
+
+# The template with the minified CloudFront Function inlined at its placeholder line.
 render_template() {
   local out=$1
   grep -q '@@VIEWER_REQUEST_JS@@' "$TEMPLATE" || die "$TEMPLATE has no @@VIEWER_REQUEST_JS@@ placeholder"
+  build_function
   awk -v js="$FUNCTION_JS" '
     /@@VIEWER_REQUEST_JS@@/ {
       indent = $0; sub(/[^ ].*$/, "", indent)
@@ -153,15 +178,45 @@ build_zip() {
   [[ -f "$ZIP" ]] || die "infra/package.sh did not produce $ZIP"
 }
 
-ensure_artifact_bucket() {
-  if ((!DRY_RUN)) && aws s3api head-bucket --bucket "$ARTIFACT_BUCKET" --region "$REGION" >/dev/null 2>&1; then
+# Whose bucket a name is, asked with --expected-bucket-owner so that S3 itself checks the
+# account: "ours", "absent", or "foreign" (it exists, but another account owns it or hides
+# it from us). Bucket names are global and ours are guessable (<stack>-…-<account id>), so a
+# bucket someone else created first must never receive our code or be trusted for it.
+bucket_state() {
+  local bucket=$1 errors why
+  if ((DRY_RUN)); then
+    show aws s3api head-bucket --bucket "$bucket" --expected-bucket-owner "$ACCOUNT" --region "$REGION"
+    echo absent # the plan of a first deployment
     return
   fi
-  ((DRY_RUN)) && show aws s3api head-bucket --bucket "$ARTIFACT_BUCKET" --region "$REGION"
+  errors=$(mktemp)
+  if aws s3api head-bucket --bucket "$bucket" --expected-bucket-owner "$ACCOUNT" --region "$REGION" >/dev/null 2>"$errors"; then
+    rm -f "$errors"
+    echo ours
+    return
+  fi
+  why=$(tr '\n' ' ' <"$errors")
+  rm -f "$errors"
+  case "$why" in
+    *"(404)"* | *"Not Found"* | *NoSuchBucket*) echo absent ;;
+    *"(403)"* | *Forbidden* | *AccessDenied*) echo foreign ;;
+    *) die "cannot check bucket $bucket ('aws s3api head-bucket' failed: ${why:-no output})" ;;
+  esac
+}
+
+ensure_artifact_bucket() {
+  local state
+  state=$(bucket_state "$ARTIFACT_BUCKET")
+  case "$state" in
+    ours) return ;;
+    foreign) die "the artifact bucket $ARTIFACT_BUCKET exists but is not owned by account $ACCOUNT: the function's code must not go there; set IMGEDGE_ARTIFACT_BUCKET to a bucket of yours (or a new name)" ;;
+  esac
   say "creating the artifact bucket $ARTIFACT_BUCKET"
-  # us-east-1 takes no LocationConstraint.
-  aws_run s3api create-bucket --bucket "$ARTIFACT_BUCKET" >/dev/null
-  aws_run s3api put-public-access-block --bucket "$ARTIFACT_BUCKET" \
+  # CreateBucket has no owner condition (it fails on a name taken by anyone else); every
+  # call after it passes --expected-bucket-owner. us-east-1 takes no LocationConstraint.
+  aws_run s3api create-bucket --bucket "$ARTIFACT_BUCKET" >/dev/null ||
+    die "cannot create the artifact bucket $ARTIFACT_BUCKET (taken by another account since the check?); set IMGEDGE_ARTIFACT_BUCKET"
+  aws_run s3api put-public-access-block --bucket "$ARTIFACT_BUCKET" --expected-bucket-owner "$ACCOUNT" \
     --public-access-block-configuration \
     BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
 }
@@ -172,12 +227,13 @@ upload_zip() {
   # Named by content: the same code is uploaded once, new code gets a new key, which
   # makes CloudFormation publish a new Lambda version.
   ARTIFACT_KEY="edge-function/$sha.zip"
-  if ((!DRY_RUN)) && aws s3api head-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" --region "$REGION" >/dev/null 2>&1; then
+  local owner=(--expected-bucket-owner "$ACCOUNT")
+  if ((!DRY_RUN)) && aws s3api head-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" "${owner[@]}" --region "$REGION" >/dev/null 2>&1; then
     say "s3://$ARTIFACT_BUCKET/$ARTIFACT_KEY is already uploaded"
     return
   fi
-  ((DRY_RUN)) && show aws s3api head-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" --region "$REGION"
-  aws_run s3api put-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" --body "$ZIP" >/dev/null
+  ((DRY_RUN)) && show aws s3api head-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" "${owner[@]}" --region "$REGION"
+  aws_run s3api put-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" --body "$ZIP" "${owner[@]}" >/dev/null
 }
 
 # The stack creates the image bucket, and destroy keeps it: a new stack cannot take over a
@@ -185,15 +241,15 @@ upload_zip() {
 check_bucket_is_new() {
   if ((DRY_RUN)); then
     show aws cloudformation describe-stacks --stack-name "$STACK" --region "$REGION"
-    show aws s3api head-bucket --bucket "$BUCKET" --region "$REGION"
+  elif aws cloudformation describe-stacks --stack-name "$STACK" --region "$REGION" >/dev/null 2>&1; then
     return
   fi
-  if aws cloudformation describe-stacks --stack-name "$STACK" --region "$REGION" >/dev/null 2>&1; then
-    return
-  fi
-  if aws s3api head-bucket --bucket "$BUCKET" --region "$REGION" >/dev/null 2>&1; then
-    die "bucket $BUCKET already exists but stack $STACK does not (kept by an earlier destroy?): the stack creates its bucket, so choose a new IMGEDGE_BUCKET and copy the masters over, or delete the old bucket (docs/deploy.md)"
-  fi
+  local state
+  state=$(bucket_state "$BUCKET")
+  case "$state" in
+    ours) die "bucket $BUCKET already exists but stack $STACK does not (kept by an earlier destroy?): the stack creates its bucket, so choose a new IMGEDGE_BUCKET and copy the masters over, or delete the old bucket (docs/deploy.md)" ;;
+    foreign) die "bucket $BUCKET already exists and belongs to another account (bucket names are global): choose another IMGEDGE_BUCKET" ;;
+  esac
 }
 
 print_outputs() {
@@ -211,7 +267,9 @@ cmd_deploy() {
   local rendered="$DIST/template.yaml"
   render_template "$rendered"
   say "deploying stack $STACK (bucket $BUCKET); a new distribution takes 5-15 minutes"
-  # A template body above 51,200 bytes must travel through S3.
+  # A template body above 51,200 bytes must travel through S3. `cloudformation deploy`
+  # uploads it without an owner condition; the bucket was just checked to be ours, and a
+  # bucket cannot change owner without being deleted first.
   local via_s3=()
   if (($(wc -c <"$rendered") > 51200)); then
     via_s3=(--s3-bucket "$ARTIFACT_BUCKET" --s3-prefix templates)
@@ -268,8 +326,66 @@ failed_deletions() {
     --query "StackResources[?ResourceStatus=='DELETE_FAILED'].LogicalResourceId"
 }
 
+# The buckets as the stack knows them, not as this shell's settings would derive them: the
+# stack may have been deployed with other IMGEDGE_* values or from another machine.
+read_stack_buckets() {
+  local errors out why output_bucket param_bucket artifact
+  errors=$(mktemp)
+  # One round trip: the BucketName output (the parameter too, for a stack whose outputs are
+  # gone, e.g. after a failed deletion) and the ArtifactBucket parameter (not a stack resource).
+  if ! out=$(aws_text $'<BucketName>\t<BucketName>\t<ArtifactBucket>' cloudformation describe-stacks --stack-name "$STACK" \
+    --query "Stacks[0].[Outputs[?OutputKey=='BucketName'].OutputValue|[0],Parameters[?ParameterKey=='BucketName'].ParameterValue|[0],Parameters[?ParameterKey=='ArtifactBucket'].ParameterValue|[0]]" 2>"$errors"); then
+    why=$(tr '\n' ' ' <"$errors")
+    rm -f "$errors"
+    case "$why" in
+      *"does not exist"*) die "stack $STACK does not exist in $REGION (account $ACCOUNT): nothing to destroy (IMGEDGE_STACK names another stack?)" ;;
+      *) die "cannot read stack $STACK ('aws cloudformation describe-stacks' failed: ${why:-no output})" ;;
+    esac
+  fi
+  rm -f "$errors"
+  IFS=$'\t' read -r output_bucket param_bucket artifact <<<"$out"
+  BUCKET=$output_bucket
+  [[ -n "$BUCKET" && "$BUCKET" != None ]] || BUCKET=$param_bucket
+  ARTIFACT_BUCKET=$artifact
+  [[ -n "$BUCKET" && "$BUCKET" != None ]] || BUCKET="(unknown: the stack has no BucketName)"
+  [[ -n "$ARTIFACT_BUCKET" && "$ARTIFACT_BUCKET" != None ]] || ARTIFACT_BUCKET="(unknown: the stack has no ArtifactBucket)"
+}
+
+# Show what destroy deletes and what it keeps, from the stack itself.
+list_stack_resources() {
+  local resources id type physical
+  resources=$(aws_text $'<LogicalResourceId>\t<ResourceType>\t<PhysicalResourceId>' cloudformation describe-stack-resources \
+    --stack-name "$STACK" --query 'StackResources[].[LogicalResourceId,ResourceType,PhysicalResourceId]')
+  say "Stack $STACK ($REGION, account $ACCOUNT) will be deleted with its resources:"
+  while IFS=$'\t' read -r id type physical; do
+    [[ -n "$id" ]] || continue
+    if [[ "$type" == AWS::S3::Bucket ]]; then
+      say "  keep    $id ($type) $physical  — retained by the stack: it holds your masters"
+    else
+      say "  delete  $id ($type) $physical"
+    fi
+  done <<<"$resources"
+  say "Kept: s3://$BUCKET (images) and s3://$ARTIFACT_BUCKET (function zips; not part of the stack)."
+}
+
+# destroy cannot be undone: ask, unless --yes; never guess an answer without a terminal.
+confirm_destroy() {
+  ((ASSUME_YES)) && return 0
+  if ((DRY_RUN)); then
+    say "(a real run asks for confirmation here; --yes skips the question)"
+    return 0
+  fi
+  [[ -t 0 ]] || die "destroy asks for confirmation, but its input is not a terminal: run it from a terminal, or pass --yes to confirm in advance (nothing was deleted)"
+  local answer=""
+  read -r -p "Type the stack name ($STACK) to delete it: " answer || true
+  [[ "$answer" == "$STACK" ]] || die "not confirmed (the answer was not '$STACK'); nothing was deleted"
+}
+
 cmd_destroy() {
   preflight
+  read_stack_buckets
+  list_stack_resources
+  confirm_destroy
   say "Destroying stack $STACK. The image bucket $BUCKET is kept (it holds your masters)."
   say "Lambda@Edge: CloudFront first deletes the distribution, which disassociates the function;"
   say "its replicas at the edges are then removed within a few hours, and until then Lambda"
@@ -282,7 +398,8 @@ cmd_destroy() {
     if aws_run cloudformation wait stack-delete-complete --stack-name "$STACK"; then
       say "stack $STACK deleted."
       say "Left on purpose: s3://$BUCKET (images) and s3://$ARTIFACT_BUCKET (function zips)."
-      say "Remove them with: aws s3 rb s3://$BUCKET --force; aws s3 rb s3://$ARTIFACT_BUCKET --force"
+      say "Remove them, after checking they are account $ACCOUNT's and hold nothing you need:"
+      say "  aws s3 rb s3://$BUCKET --force; aws s3 rb s3://$ARTIFACT_BUCKET --force"
       return 0
     fi
     failed=$(failed_deletions)
@@ -303,6 +420,7 @@ main() {
   while (($#)); do
     case "$1" in
       --dry-run) DRY_RUN=1 ;;
+      -y | --yes) ASSUME_YES=1 ;;
       -h | --help) usage; exit 0 ;;
       *) args+=("$1") ;;
     esac

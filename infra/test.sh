@@ -67,14 +67,6 @@ run_shellcheck() {
 }
 
 RENDERED="$WORK/template.rendered.yaml"
-FUNCTION_JS="$ROOT/infra/cloudfront-function/viewer-request.js"
-
-step "render the template (deploy.sh render)" bash "$ROOT/infra/deploy.sh" render "$RENDERED"
-step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
-step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" --function "$FUNCTION_JS"
-step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS"
-step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
-step "shellcheck" run_shellcheck
 # The package step's minifier (terser, pinned in package-lock.json), for build.mjs and its tests.
 function_deps() {
   [[ -d "$ROOT/infra/cloudfront-function/node_modules/terser" ]] ||
@@ -82,6 +74,15 @@ function_deps() {
 }
 step "CloudFront Function build deps (npm ci)" function_deps
 step "CloudFront Function package (build.mjs: minified, < 10 KB)" node "$ROOT/infra/cloudfront-function/build.mjs" --out "$WORK/cloudfront-function"
+# What deploy.sh inlines: the minified build, not the source.
+FUNCTION_JS="$WORK/cloudfront-function/viewer-request.js"
+
+step "render the template (deploy.sh render)" bash "$ROOT/infra/deploy.sh" render "$RENDERED"
+step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
+step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" --function "$FUNCTION_JS"
+step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS"
+step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
+step "shellcheck" run_shellcheck
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"
 step "deploy.sh dry run and errors" env IMGEDGE_AWS_CLI="$IMGEDGE_VENV/bin/aws" IMGEDGE_TEST_MOTO="$MOTO" \
   python -m unittest discover -s "$ROOT/infra/tests" -t "$ROOT/infra/tests"

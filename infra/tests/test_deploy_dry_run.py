@@ -9,7 +9,9 @@ shell would read them.
 
 import hashlib
 import os
+import pty
 import shlex
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -33,10 +35,10 @@ class DryRun(unittest.TestCase):
         guard.parent.mkdir()
         guard.write_text(f'#!/bin/sh\necho "$@" >> {shlex.quote(str(self.aws_log))}\nexit 99\n')
         guard.chmod(0o755)
+        # No AWS settings at all (no region, credentials or config): a dry run needs none.
         self.env = {
             "PATH": f"{guard.parent}:/usr/bin:/bin",
             "HOME": str(tmp),
-            "AWS_REGION": "us-east-1",
         }
 
     def run_deploy(self, *args, env=None, ok=True):
@@ -184,49 +186,153 @@ class DryRun(unittest.TestCase):
         calls = self.calls(self.run_deploy("--dry-run", "outputs"))
         self.assertEqual([self.op(c) for c in calls], [("sts", "get-caller-identity"), ("cloudformation", "describe-stacks")])
         run = self.run_deploy("--dry-run", "destroy")
+        calls = self.calls(run)
         self.assertEqual(
-            [self.op(c) for c in self.calls(run)],
-            [("sts", "get-caller-identity"), ("cloudformation", "delete-stack"), ("cloudformation", "wait")],
+            [self.op(c) for c in calls],
+            [
+                ("sts", "get-caller-identity"),
+                ("cloudformation", "describe-stacks"),
+                ("cloudformation", "describe-stack-resources"),
+                ("cloudformation", "delete-stack"),
+                ("cloudformation", "wait"),
+            ],
         )
-        self.assertEqual(self.calls(run)[2][3], "stack-delete-complete")
+        query = self.flag(calls[1], "--query")
+        self.assertIn("OutputKey=='BucketName'", query)
+        self.assertIn("ParameterKey=='ArtifactBucket'", query)
+        self.assertEqual(calls[4][3], "stack-delete-complete")
         self.assertIn("replicas", run.stderr, "destroy explains the Lambda@Edge delay")
-        self.assertIn(f"imgedge-images-{ACCOUNT}", run.stderr, "destroy says the image bucket is kept")
+        # Bucket names come from the stack (placeholders in a dry run), never derived here.
+        self.assertIn("s3://<BucketName>", run.stderr)
+        self.assertIn("s3://<ArtifactBucket>", run.stderr)
+        self.assertNotIn(f"imgedge-images-{ACCOUNT}", run.stderr)
+        self.assertNotIn(f"imgedge-artifacts-{ACCOUNT}", run.stderr)
+        self.assertIn("will be deleted", run.stderr)
+        self.assertIn("asks for confirmation", run.stderr)
 
-    def test_region_must_be_set_and_be_us_east_1(self):
-        run = self.run_deploy("--dry-run", "deploy", env={"AWS_REGION": ""}, ok=False)
-        self.assertEqual(run.returncode, 1)
-        self.assertIn("no AWS region", run.stderr)
-        run = self.run_deploy("--dry-run", "deploy", env={"AWS_REGION": "eu-west-1"}, ok=False)
-        self.assertEqual(run.returncode, 1)
-        self.assertIn("must be deployed in us-east-1", run.stderr)
-        self.assertEqual(self.calls(run), [])
-        run = self.run_deploy("--dry-run", "outputs", env={"AWS_REGION": "", "AWS_DEFAULT_REGION": "us-east-1"})
-        self.assertTrue(all(self.flag(c, "--region") == "us-east-1" for c in self.calls(run)))
+    def test_no_aws_environment_at_all(self):
+        """`env -i PATH=… HOME=<empty dir>`: every command's dry run works and goes to us-east-1."""
+        with tempfile.TemporaryDirectory() as home:
+            for args in (["deploy"], ["outputs"], ["invalidate", "/outputs/*"], ["destroy"]):
+                run = subprocess.run(
+                    ["env", "-i", f"PATH={self.env['PATH']}", f"HOME={home}", "bash", str(DEPLOY), "--dry-run", *args],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                self.assertEqual(run.returncode, 0, f"{args}: {run.stderr}")
+                self.assertFalse(self.aws_log.exists(), "the dry run called aws")
+                calls = self.calls(run)
+                self.assertGreaterEqual(len(calls), 2, args)
+                for c in calls:
+                    if c[0] == "aws":
+                        self.assertEqual(self.flag(c, "--region"), "us-east-1", c)
+                self.assertNotIn("note:", run.stderr, "no region in the environment, nothing to note")
+
+    def test_region_is_pinned_to_us_east_1(self):
+        for env in ({"AWS_REGION": "eu-west-1"}, {"AWS_DEFAULT_REGION": "ap-south-1"}, {"AWS_REGION": "us-east-1"}):
+            run = self.run_deploy("--dry-run", "deploy", env=env)
+            calls = [c for c in self.calls(run) if c[0] == "aws"]
+            self.assertTrue(calls)
+            self.assertTrue(all(self.flag(c, "--region") == "us-east-1" for c in calls), env)
+            package = next(c for c in self.calls(run) if c[0] == "env")
+            self.assertIn("IMGEDGE_REGION=us-east-1", package)
+            other = next(iter(env.values()))
+            if other == "us-east-1":
+                self.assertNotIn("note:", run.stderr)
+            else:
+                self.assertIn(f"uses --region us-east-1, not {other}", run.stderr)
+
+    def test_every_bucket_call_checks_the_owner(self):
+        """Bucket names are global and ours are guessable: each S3 call names the account that
+        must own the bucket. CreateBucket has no such parameter; it sits between an owner-checked
+        head-bucket and an owner-checked put-public-access-block of the same bucket."""
+        zip_path = Path(self.tmp.name) / "fn.zip"
+        with zipfile.ZipFile(zip_path, "w") as z:
+            z.writestr("index.mjs", "export const handler = async () => ({});\n")
+        envs = [{}, {"IMGEDGE_ZIP": str(zip_path), "IMGEDGE_ARTIFACT_BUCKET": "my-artifacts", "IMGEDGE_BUCKET": "my-images"}]
+        s3_calls = 0
+        for env in envs:
+            for args in (["deploy"], ["invalidate", "/outputs/*"], ["outputs"], ["destroy"]):
+                calls = self.calls(self.run_deploy("--dry-run", *args, env=env))
+                for i, c in enumerate(calls):
+                    if c[0] != "aws" or c[1] not in ("s3", "s3api"):
+                        continue
+                    s3_calls += 1
+                    self.assertEqual(c[1], "s3api", f"high-level s3 commands cannot check the owner: {c}")
+                    if c[2] == "create-bucket":
+                        bucket = self.flag(c, "--bucket")
+                        before, after = calls[i - 1], calls[i + 1]
+                        self.assertEqual((before[2], self.flag(before, "--bucket")), ("head-bucket", bucket))
+                        self.assertEqual(self.flag(before, "--expected-bucket-owner"), ACCOUNT)
+                        self.assertEqual((after[2], self.flag(after, "--bucket")), ("put-public-access-block", bucket))
+                        continue
+                    self.assertIn("--expected-bucket-owner", c, c)
+                    self.assertEqual(self.flag(c, "--expected-bucket-owner"), ACCOUNT, c)
+        # Per deploy: head-bucket ×2, create-bucket, put-public-access-block, head-object, put-object.
+        self.assertEqual(s3_calls, 2 * 6)
+
+    def test_refuses_a_shell_it_does_not_support(self):
+        """The guard runs first, in plain sh. A non-bash shell has no BASH_VERSION; bash itself
+        overrides one from the environment, so an old bash is played by dash with BASH_VERSION set."""
+        dash = shutil.which("dash") or shutil.which("busybox")
+        if not dash:
+            self.skipTest("no dash or busybox sh to run the guard under")
+        argv = [dash, str(DEPLOY)] if dash.endswith("dash") else [dash, "sh", str(DEPLOY)]
+        for version, shown in ((None, "not bash"), ("3.2.57(1)-release", "3.2.57"), ("4.3.48(1)-release", "4.3.48")):
+            env = dict(self.env)
+            if version:
+                env["BASH_VERSION"] = version
+            run = subprocess.run([*argv, "--dry-run", "deploy"], env=env, capture_output=True, text=True, timeout=60, check=False)
+            self.assertEqual(run.returncode, 1, run.stderr)
+            self.assertIn("needs bash 4.4 or newer", run.stderr)
+            self.assertIn(shown, run.stderr)
+            self.assertEqual(run.stdout, "", "nothing runs before the guard")
+        # 4.4 passes the guard (dash then stops at bash-only syntax: proof the guard let it by).
+        env = {**self.env, "BASH_VERSION": "4.4.23(1)-release"}
+        run = subprocess.run([*argv, "--dry-run", "deploy"], env=env, capture_output=True, text=True, timeout=60, check=False)
+        self.assertNotIn("needs bash 4.4", run.stderr)
 
     def test_usage_and_unknown_commands(self):
-        self.assertIn("invalidate PATH", self.run_deploy("--help").stdout)
+        usage = self.run_deploy("--help").stdout
+        self.assertIn("invalidate PATH", usage)
+        self.assertIn("--yes", usage)
+        self.assertNotIn("set -euo", usage)
         run = self.run_deploy("--dry-run", "launch", ok=False)
         self.assertNotEqual(run.returncode, 0)
         self.assertIn("unknown command: launch", run.stderr)
 
 
-class DestroyRetries(unittest.TestCase):
-    """destroy's wait for Lambda@Edge replicas. No local AWS can keep a function's replicas
-    alive (moto deletes at once), so a scripted `aws` plays CloudFormation here: the stack
-    deletion fails on the named resources for the first N waits, then succeeds."""
+class FakeAwsDestroy(unittest.TestCase):
+    """destroy against a scripted `aws` playing CloudFormation. No local AWS can keep a
+    function's replicas alive (moto deletes at once), so the fake fails the stack deletion on
+    the named resources for the first N waits, then succeeds. It reports the stack's buckets as
+    my-images / my-artifacts, names deploy.sh would never derive, so a message naming them
+    proves destroy read them from the stack."""
 
     FAKE = """#!/bin/sh
 echo "$*" >> "$STATE/calls"
 case "$1 $2" in
   "sts get-caller-identity") echo 123456789012 ;;
+  "cloudformation describe-stacks")
+    if [ -e "$STATE/no-stack" ]; then
+      echo "An error occurred (ValidationError) when calling the DescribeStacks operation: Stack with id imgedge does not exist" >&2
+      exit 255
+    fi
+    printf 'my-images\\tmy-images\\tmy-artifacts\\n' ;;
   "cloudformation wait")
     n=$(cat "$STATE/failures")
     if [ "$n" -gt 0 ]; then echo $((n - 1)) > "$STATE/failures"; exit 255; fi ;;
-  "cloudformation describe-stack-resources") cat "$STATE/failed" ;;
+  "cloudformation describe-stack-resources")
+    case "$*" in
+      *DELETE_FAILED*) cat "$STATE/failed" ;;
+      *) printf 'ImageBucket\\tAWS::S3::Bucket\\tmy-images\\nEdgeFunction\\tAWS::Lambda::Function\\timgedge-origin-request\\n' ;;
+    esac ;;
 esac
 """
 
-    def destroy(self, failures, failed="EdgeFunction", attempts="16"):
+    def destroy(self, failures=0, failed="EdgeFunction", attempts="16", args=("--yes",), stdin=subprocess.DEVNULL, answer=None, no_stack=False):
         with tempfile.TemporaryDirectory() as state:
             bin_dir = Path(state) / "bin"
             bin_dir.mkdir()
@@ -234,23 +340,38 @@ esac
             (bin_dir / "aws").chmod(0o755)
             (Path(state) / "failures").write_text(str(failures))
             (Path(state) / "failed").write_text(failed + "\n")
+            (Path(state) / "calls").write_text("")
+            if no_stack:
+                (Path(state) / "no-stack").write_text("")
             env = {
                 "PATH": f"{bin_dir}:/usr/bin:/bin",
                 "HOME": state,
                 "STATE": state,
-                "AWS_REGION": "us-east-1",
                 "IMGEDGE_DESTROY_RETRY_MINUTES": "0",
                 "IMGEDGE_DESTROY_ATTEMPTS": attempts,
             }
-            run = subprocess.run(["bash", str(DEPLOY), "destroy"], env=env, capture_output=True, text=True, timeout=60, check=False)
+            argv = ["bash", str(DEPLOY), *args, "destroy"]
+            if answer is None:
+                run = subprocess.run(argv, env=env, stdin=stdin, capture_output=True, text=True, timeout=60, check=False)
+            else:
+                # A real terminal on stdin (a pty), with the answer already typed.
+                primary, secondary = pty.openpty()
+                try:
+                    os.write(primary, answer.encode() + b"\n")
+                    run = subprocess.run(argv, env=env, stdin=secondary, capture_output=True, text=True, timeout=60, check=False)
+                finally:
+                    os.close(primary)
+                    os.close(secondary)
             calls = [line.split()[:2] for line in (Path(state) / "calls").read_text().splitlines()]
         return run, calls
+
+    LOOKUP = [["sts", "get-caller-identity"], ["cloudformation", "describe-stacks"], ["cloudformation", "describe-stack-resources"]]
+    CYCLE = [["cloudformation", "delete-stack"], ["cloudformation", "wait"], ["cloudformation", "describe-stack-resources"]]
 
     def test_retries_while_the_function_has_replicas(self):
         run, calls = self.destroy(failures=2)
         self.assertEqual(run.returncode, 0, run.stderr)
-        cycle = [["cloudformation", "delete-stack"], ["cloudformation", "wait"], ["cloudformation", "describe-stack-resources"]]
-        self.assertEqual(calls, [["sts", "get-caller-identity"]] + cycle * 2 + cycle[:2])
+        self.assertEqual(calls, self.LOOKUP + self.CYCLE * 2 + self.CYCLE[:2])
         self.assertIn("attempt 1: EdgeFunction not deletable yet", run.stderr)
         self.assertIn("stack imgedge deleted", run.stderr)
 
@@ -266,6 +387,129 @@ esac
         self.assertEqual(run.returncode, 1)
         self.assertIn("after 3 attempts", run.stderr)
         self.assertEqual(calls.count(["cloudformation", "delete-stack"]), 3)
+
+    def test_lists_the_stack_and_names_its_buckets(self):
+        run, _ = self.destroy()
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertRegex(run.stderr, r"keep +ImageBucket \(AWS::S3::Bucket\) my-images")
+        self.assertRegex(run.stderr, r"delete +EdgeFunction \(AWS::Lambda::Function\) imgedge-origin-request")
+        self.assertIn("s3://my-images", run.stderr)
+        self.assertIn("s3://my-artifacts", run.stderr)
+        self.assertNotIn("imgedge-images-", run.stderr, "no derived bucket name")
+        self.assertNotIn("imgedge-artifacts-", run.stderr, "no derived bucket name")
+        # The listing comes before anything is deleted.
+        self.assertLess(run.stderr.index("delete  EdgeFunction"), run.stderr.index("Destroying stack"))
+
+    def test_without_a_terminal_or_yes_it_refuses(self):
+        run, calls = self.destroy(args=())
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("input is not a terminal", run.stderr)
+        self.assertIn("--yes", run.stderr)
+        self.assertIn("nothing was deleted", run.stderr)
+        self.assertNotIn(["cloudformation", "delete-stack"], calls)
+        self.assertIn("delete  EdgeFunction", run.stderr, "it still showed what it would delete")
+
+    def test_on_a_terminal_it_asks_for_the_stack_name(self):
+        run, calls = self.destroy(args=(), answer="y")
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertIn("Type the stack name (imgedge)", run.stderr)
+        self.assertIn("not confirmed", run.stderr)
+        self.assertNotIn(["cloudformation", "delete-stack"], calls)
+
+        run, calls = self.destroy(args=(), answer="imgedge")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn(["cloudformation", "delete-stack"], calls)
+        self.assertIn("stack imgedge deleted", run.stderr)
+
+    def test_a_missing_stack_is_reported_not_deleted(self):
+        run, calls = self.destroy(no_stack=True)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("stack imgedge does not exist in us-east-1", run.stderr)
+        self.assertIn("nothing to destroy", run.stderr)
+        self.assertNotIn(["cloudformation", "delete-stack"], calls)
+
+
+class FakeAwsDeploy(unittest.TestCase):
+    """deploy for real against a scripted `aws` whose S3 answers head-bucket as S3 does with
+    --expected-bucket-owner: 403 for a bucket another account owns, 404 for a free name.
+    (moto accepts the flag but does not check it.)"""
+
+    FAKE = """#!/bin/sh
+echo "$*" >> "$STATE/calls"
+case "$1 $2" in
+  "sts get-caller-identity") echo 123456789012 ;;
+  "cloudformation describe-stacks")
+    [ -e "$STATE/deployed" ] || { echo "Stack with id imgedge does not exist" >&2; exit 255; } ;;
+  "cloudformation deploy") touch "$STATE/deployed" ;;
+  "s3api head-object") echo "An error occurred (404) when calling the HeadObject operation: Not Found" >&2; exit 255 ;;
+  "s3api head-bucket")
+    case "$*" in
+      *"--bucket squatted-"*) echo "An error occurred (403) when calling the HeadBucket operation: Forbidden" >&2; exit 255 ;;
+      *"--bucket ours-"*) exit 0 ;;
+      *) echo "An error occurred (404) when calling the HeadBucket operation: Not Found" >&2; exit 255 ;;
+    esac ;;
+esac
+"""
+
+    def deploy(self, **settings):
+        with tempfile.TemporaryDirectory() as state:
+            bin_dir = Path(state) / "bin"
+            bin_dir.mkdir()
+            (bin_dir / "aws").write_text(self.FAKE)
+            (bin_dir / "aws").chmod(0o755)
+            (Path(state) / "calls").write_text("")
+            zip_path = Path(state) / "fn.zip"
+            with zipfile.ZipFile(zip_path, "w") as z:
+                z.writestr("index.mjs", "export const handler = async () => ({});\n")
+            env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": state, "STATE": state, "IMGEDGE_ZIP": str(zip_path), **settings}
+            run = subprocess.run(["bash", str(DEPLOY), "deploy"], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+            calls = (Path(state) / "calls").read_text().splitlines()
+        return run, calls
+
+    def test_a_foreign_artifact_bucket_gets_nothing(self):
+        run, calls = self.deploy(IMGEDGE_ARTIFACT_BUCKET="squatted-artifacts")
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertIn("the artifact bucket squatted-artifacts exists but is not owned by account 123456789012", run.stderr)
+        self.assertIn("IMGEDGE_ARTIFACT_BUCKET", run.stderr)
+        self.assertFalse([c for c in calls if c.startswith(("s3api put-", "s3api create-", "cloudformation deploy"))], calls)
+        head = [c for c in calls if "--bucket squatted-artifacts" in c]
+        self.assertEqual(len(head), 1)
+        self.assertIn("--expected-bucket-owner 123456789012", head[0])
+
+    def test_a_foreign_image_bucket_is_named(self):
+        run, calls = self.deploy(IMGEDGE_BUCKET="squatted-images")
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertIn("bucket squatted-images already exists and belongs to another account", run.stderr)
+        self.assertFalse([c for c in calls if c.startswith(("s3api put-", "s3api create-", "cloudformation deploy"))], calls)
+
+    def test_an_own_image_bucket_without_its_stack_is_refused(self):
+        run, _ = self.deploy(IMGEDGE_BUCKET="ours-images")
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertIn("bucket ours-images already exists but stack imgedge does not", run.stderr)
+
+    def test_a_free_artifact_bucket_is_created_then_used_with_the_owner(self):
+        run, calls = self.deploy()
+        self.assertEqual(run.returncode, 0, run.stderr)
+        ops = [" ".join(c.split()[:2]) for c in calls]
+        self.assertEqual(
+            ops,
+            [
+                "sts get-caller-identity",
+                "cloudformation describe-stacks",
+                "s3api head-bucket",
+                "s3api head-bucket",
+                "s3api create-bucket",
+                "s3api put-public-access-block",
+                "s3api head-object",
+                "s3api put-object",
+                "cloudformation deploy",
+                "cloudformation describe-stacks",
+                "cloudformation describe-stacks",
+            ],
+        )
+        for c in calls:
+            if c.startswith("s3api") and not c.startswith("s3api create-bucket"):
+                self.assertIn("--expected-bucket-owner 123456789012", c)
 
 
 class RealRunErrors(unittest.TestCase):

@@ -6,7 +6,8 @@ docs/deploy.md): it creates the bucket (encryption only), the IAM role with its 
 policies, the Lambda function from the uploaded zip and version 1; it silently skips the
 bucket's public-access block, ownership controls and lifecycle, the BucketPolicy, OAC,
 CachePolicy, CloudFront Function and Distribution, so the stack has no outputs; it does not
-publish a new Lambda version when the Version resource changes. The function zip here is a
+publish a new Lambda version when the Version resource changes; it accepts but does not check
+--expected-bucket-owner (test_deploy_dry_run.FakeAwsDeploy covers a foreign bucket). The function zip here is a
 minimal Node handler: moto cannot run Lambda without docker, so the real package is not needed.
 """
 
@@ -80,11 +81,13 @@ class DeployAgainstMoto(unittest.TestCase):
             z.writestr("config.json", json.dumps({"bucket": BUCKET, "region": "us-east-1"}))
         return path
 
-    def deploy_sh(self, *args, zip_path=None, ok=True):
-        env = dict(self.env)
+    def deploy_sh(self, *args, zip_path=None, ok=True, env=None):
+        env = {**self.env, **(env or {})}
         if zip_path:
             env["IMGEDGE_ZIP"] = str(zip_path)
-        run = subprocess.run(["bash", str(DEPLOY), *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+        run = subprocess.run(
+            ["bash", str(DEPLOY), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False
+        )
         if ok:
             self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
         return run
@@ -146,7 +149,7 @@ class DeployAgainstMoto(unittest.TestCase):
         self.assertIn("has no DistributionId output", run.stderr)
 
         # destroy: the stack goes, the image bucket stays.
-        self.deploy_sh("destroy")
+        self.deploy_sh("--yes", "destroy")
         stacks = self.aws("cloudformation", "list-stacks")["StackSummaries"]
         self.assertTrue(all(s["StackStatus"] == "DELETE_COMPLETE" for s in stacks if s["StackName"] == "imgedge"))
         buckets = [b["Name"] for b in self.aws("s3api", "list-buckets")["Buckets"]]
@@ -159,6 +162,39 @@ class DeployAgainstMoto(unittest.TestCase):
         self.assertEqual(run.returncode, 1)
         self.assertIn(f"bucket {BUCKET} already exists but stack imgedge does not", run.stderr)
         self.assertEqual(self.aws("cloudformation", "list-stacks")["StackSummaries"], stacks, "no stack was attempted")
+
+    def test_destroy_reads_the_buckets_from_the_stack_and_asks_first(self):
+        # Deployed with bucket names the destroying shell does not know (no IMGEDGE_* below).
+        names = {"IMGEDGE_STACK": "Gallery", "IMGEDGE_BUCKET": "gallery-masters-test", "IMGEDGE_ARTIFACT_BUCKET": "gallery-zips-test"}
+        zip_path = self.zip_with("gallery.zip", "export const handler = async (event) => event.Records[0].cf.request;\n")
+        self.deploy_sh("deploy", zip_path=zip_path, env=names)
+        stack = {"IMGEDGE_STACK": "Gallery"}
+
+        # No terminal and no --yes: refused, the stack untouched, but the plan was shown.
+        run = self.deploy_sh("destroy", env=stack, ok=False)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("input is not a terminal", run.stderr)
+        self.assertIn("s3://gallery-masters-test", run.stderr)
+        self.assertIn("s3://gallery-zips-test", run.stderr)
+        self.assertRegex(run.stderr, r"delete +EdgeFunction \(AWS::Lambda::Function\)")
+        self.assertRegex(run.stderr, r"keep +ImageBucket \(AWS::S3::Bucket\) gallery-masters-test")
+        status = self.aws("cloudformation", "describe-stacks", "--stack-name", "Gallery")["Stacks"][0]["StackStatus"]
+        self.assertEqual(status, "CREATE_COMPLETE")
+
+        run = self.deploy_sh("--yes", "destroy", env=stack)
+        self.assertIn("stack Gallery deleted", run.stderr)
+        self.assertIn("Left on purpose: s3://gallery-masters-test (images) and s3://gallery-zips-test", run.stderr)
+        self.assertNotIn("gallery-images-", run.stderr, "no name derived from the stack name")
+        stacks = self.aws("cloudformation", "list-stacks")["StackSummaries"]
+        self.assertTrue(all(s["StackStatus"] == "DELETE_COMPLETE" for s in stacks if s["StackName"] == "Gallery"))
+        buckets = [b["Name"] for b in self.aws("s3api", "list-buckets")["Buckets"]]
+        self.assertIn("gallery-masters-test", buckets)
+        self.assertIn("gallery-zips-test", buckets)
+
+        # Again: the stack is gone, and destroy says so instead of deleting anything.
+        run = self.deploy_sh("--yes", "destroy", env=stack, ok=False)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("stack Gallery does not exist", run.stderr)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,19 @@ describe("origin-request through the shim", () => {
     assert.equal(next.uri, `/_variants/v1/${BIG}/w%3D100.png`);
   });
 
+  test("an event over the size bound → 500 no-store, not relayed; the same child serves the next", async () => {
+    await shim.handler(eventFor(`/${MASTER}`, "")); // a running child
+    const pid = shim.childPid();
+    const big = eventFor(`/${MASTER}`, "w=64");
+    big.Records[0].cf.request.headers["x-padding"] = [{ key: "X-Padding", value: "p".repeat(shim.MAX_EVENT_BYTES) }];
+    const res = await shim.handler(big);
+    assertErrorResponse(res, 500, "internal", "no-store");
+    assert.equal((await moto.head(BUCKET, `_variants/v1/${MASTER}/w=64.png`)).status, 404, "never rendered");
+    const next = await shim.handler(eventFor(`/${MASTER}`, "w=64"));
+    assert.equal(next.uri, `/_variants/v1/${MASTER}/w%3D64.png`);
+    assert.equal(shim.childPid(), pid);
+  });
+
   test("S3 server stopped → 502 no-store; restarted → works without restarting the function", async () => {
     const pid = shim.childPid();
     await moto.stop();
