@@ -25,7 +25,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The PNG bytes (deterministic; ~50–200 ms for 1024², more for 2048²).
+    /// The PNG bytes (deterministic in the sample's index and size).
     pub fn png(&self) -> Vec<u8> {
         synth_png(self.index, self.size, SAMPLE_SEED)
     }
