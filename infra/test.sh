@@ -79,8 +79,8 @@ FUNCTION_JS="$WORK/cloudfront-function/viewer-request.js"
 
 step "render the template (deploy.sh render)" bash "$ROOT/infra/deploy.sh" render "$RENDERED"
 step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
-step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" --function "$FUNCTION_JS"
-step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS"
+step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" --function "$FUNCTION_JS" --function-source "$ROOT/infra/cloudfront-function/viewer-request.js"
+step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS" --function-source "$ROOT/infra/cloudfront-function/viewer-request.js"
 step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
 step "shellcheck" run_shellcheck
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Policy rules for infra/template.yaml (DESIGN.md §7, issue 6), in the spirit of cfn-guard.
 
-Usage: check_template.py TEMPLATE [--function infra/cloudfront-function/viewer-request.js]
+Usage: check_template.py TEMPLATE [--function BUILT_JS] [--function-source SOURCE_JS]
+
+--function is what deploy.sh inlines (build.mjs's minified output), compared byte for byte with
+the template's FunctionCode; --function-source is infra/cloudfront-function/viewer-request.js,
+whose NAMES line must list the URL API's parameters (the minifier renames that variable).
 
 Each rule is a function over the parsed template that returns the violations it finds, so a
 broken template names the rule it breaks (infra/policy/test_policy.py breaks each on purpose).
@@ -387,7 +391,7 @@ def function_params(function_js: str) -> list:
     return [n.strip() for n in m.group(1).split(",")] if m else []
 
 
-def check(t: dict, function_js: str | None = None) -> dict:
+def check(t: dict, function_js: str | None = None, function_source: str | None = None) -> dict:
     """{rule name: [violations]} for every rule that fails."""
     failures = {}
     for rule in RULES:
@@ -395,8 +399,9 @@ def check(t: dict, function_js: str | None = None) -> dict:
         if found:
             failures[rule.__name__] = found
     found = rule_function_code(t, function_js)
-    if function_js is not None and function_params(function_js) != URL_API_PARAMS:
-        found.append(f"the CloudFront Function accepts {function_params(function_js)}, not {URL_API_PARAMS}")
+    source = function_source if function_source is not None else function_js
+    if source is not None and function_params(source) != URL_API_PARAMS:
+        found.append(f"the CloudFront Function accepts {function_params(source)}, not {URL_API_PARAMS}")
     if found:
         failures[rule_function_code.__name__] = found
     return failures
@@ -404,15 +409,16 @@ def check(t: dict, function_js: str | None = None) -> dict:
 
 def main(argv: list) -> int:
     args = argv[1:]
-    function_js = None
-    if "--function" in args:
-        i = args.index("--function")
-        function_js = Path(args[i + 1]).read_text(encoding="utf-8")
-        del args[i : i + 2]
+    files = {"--function": None, "--function-source": None}
+    for flag in files:
+        if flag in args:
+            i = args.index(flag)
+            files[flag] = Path(args[i + 1]).read_text(encoding="utf-8")
+            del args[i : i + 2]
     if len(args) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    failures = check(load(args[0]), function_js)
+    failures = check(load(args[0]), files["--function"], files["--function-source"])
     total = len(RULES) + 1
     for rule, found in failures.items():
         for v in found:

@@ -122,7 +122,10 @@ class DryRun(unittest.TestCase):
 
         rendered = Path(self.flag(deploy, "--template-file"))
         self.assertTrue(rendered.exists(), "the rendered template is written even in a dry run")
-        self.assertIn("function handler(event)", rendered.read_text())
+        # The minified build (build.mjs), not the commented source: the entry point survives,
+        # the source's comments and variable names do not.
+        self.assertIn("async function handler(", rendered.read_text())
+        self.assertNotIn("var NAMES =", rendered.read_text())
         self.assertNotIn("@@VIEWER_REQUEST_JS@@", rendered.read_text())
 
     def test_settings_reach_the_package_script_and_the_stack(self):
