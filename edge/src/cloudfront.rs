@@ -158,6 +158,7 @@ fn header(headers: &mut Headers, name: &str, value: &str) {
 fn status_description(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
@@ -360,6 +361,7 @@ mod tests {
                 "Bad Request",
             ),
             (Error::invalid_key("bad key"), "400", "Bad Request"),
+            (Error::invalid_signature("no sig"), "403", "Forbidden"),
             (Error::not_found("no image"), "404", "Not Found"),
             (
                 Error::unsupported_image("not an image"),

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{Policy, PolicyError};
 use crate::transform::Limits;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,9 @@ pub struct Config {
     /// `max_pixels` and `max_bytes` at the top level of the JSON.
     #[serde(flatten)]
     pub limits: Limits,
+    /// The owner's policy (DESIGN.md §10), as in `policy.json`; checked by [`Config::policy`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<serde_json::Value>,
 }
 
 fn default_region() -> String {
@@ -39,6 +43,12 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The checked policy, if the config has one: a bad one stops the start with a
+    /// message naming the entry.
+    pub fn policy(&self) -> Result<Option<Policy>, PolicyError> {
+        self.policy.clone().map(Policy::from_value).transpose()
+    }
+
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -69,5 +79,17 @@ mod tests {
         let c: Config = serde_json::from_str(r#"{"bucket": "b", "max_bytes": 7}"#).unwrap();
         assert_eq!(c.limits.max_bytes, 7);
         assert_eq!(c.limits.max_pixels, Limits::default().max_pixels);
+        assert_eq!(c.policy().unwrap(), None);
+    }
+
+    #[test]
+    fn the_policy_is_checked_when_read() {
+        let c: Config =
+            serde_json::from_str(r#"{"bucket": "b", "policy": {"widths": [256, 512]}}"#).unwrap();
+        assert!(c.policy().unwrap().is_some());
+        let c: Config =
+            serde_json::from_str(r#"{"bucket": "b", "policy": {"widths": [256, 0]}}"#).unwrap();
+        let e = c.policy().unwrap_err().to_string();
+        assert!(e.contains("widths[1]"), "{e}");
     }
 }

@@ -2,10 +2,10 @@
 //! public JSON body and how long an edge may cache it (DESIGN.md §3), so the layers that
 //! answer viewers (CloudFront responses, `edge serve`) never need to know where it came from.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What went wrong, as the public `error` code of the JSON body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     InvalidKey,

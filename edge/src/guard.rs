@@ -68,6 +68,13 @@ mod tests {
             (Value::String(want), Value::Null) => {
                 let resolved = result.unwrap_or_else(|e| panic!("{what}: {}", e.to_json()));
                 assert_eq!(&resolved.canonical_query(), want, "{what}");
+                // The origin re-checks the canonical form: all the viewer step lets
+                // through, it admits.
+                if let (Some(policy), Some(spec)) = (&guard.policy, &resolved.spec) {
+                    policy
+                        .admits(spec)
+                        .unwrap_or_else(|e| panic!("{what}: origin refuses: {}", e.to_json()));
+                }
             }
             (Value::Null, want @ Value::Object(_)) => {
                 let e = result.expect_err(what);

@@ -100,6 +100,20 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// `_variants/<version>/<master key>/error.json`: a remembered 415/422 for this
+    /// master (no variant key can be this: canonical queries always hold `=`).
+    pub fn failure_marker_key(&self) -> String {
+        format!(
+            "{}{FAILURE_MARKER_NAME}",
+            variant_prefix(&self.0, TRANSFORM_VERSION)
+        )
+    }
+}
+
+/// Name of the failure marker beside a master's variants.
+pub const FAILURE_MARKER_NAME: &str = "error.json";
+
 impl std::fmt::Display for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

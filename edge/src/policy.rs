@@ -59,6 +59,18 @@ struct PolicyFile {
 }
 
 const FORMATS: &str = "webp, png, jpeg (or jpg), auto";
+/// Every dpr the URL API accepts, in hundredths.
+const ALL_DPRS: [u32; 301] = {
+    let mut all = [0; 301];
+    let mut i = 0;
+    while i < 301 {
+        all[i] = 100 + i as u32;
+        i += 1;
+    }
+    all
+};
+/// What `fmt=auto` can resolve to besides the master's own format (never in a canonical query).
+const AUTO_PICKS: [&str; 1] = ["webp"];
 /// Every master format: a preset must be valid whatever master it is applied to.
 const MASTERS: [Format; 3] = [Format::Png, Format::Jpeg, Format::Webp];
 
@@ -68,6 +80,13 @@ impl Policy {
         let value: Value =
             serde_json::from_str(text).map_err(|e| PolicyError(format!("not valid JSON: {e}")))?;
         Policy::from_value(value)
+    }
+
+    /// Read and check a `policy.json`; errors name the file.
+    pub fn read(path: &std::path::Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError(format!("cannot read {}: {e}", path.display())))?;
+        Policy::parse(&text).map_err(|e| PolicyError(format!("{}: {}", path.display(), e.0)))
     }
 
     /// Check a policy given as JSON (e.g. `config.json`'s `"policy"`).
@@ -172,6 +191,68 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// The origin's check, on a canonical spec (what the viewer-request function forwards:
+    /// dpr folded into the sizes, `auto` resolved, defaults dropped), where the lists' raw
+    /// values no longer show: a size is admitted when some allowed size times some allowed
+    /// dpr gives it, a format when it is listed or `auto` could have chosen it. Every query
+    /// [`Policy::check`] accepts yields a spec this admits.
+    pub fn admits(&self, spec: &VariantSpec) -> Result<()> {
+        let canonical = spec.to_query();
+        for pair in canonical.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let allowed = match name {
+                "w" => self.admits_size(&self.widths, value),
+                "h" => self.admits_size(&self.heights, value),
+                "q" => contains(&self.qualities, &value.parse().ok()),
+                "fmt" => self.formats.as_ref().is_none_or(|l| {
+                    l.iter()
+                        .any(|f| f == value || (f == "auto" && AUTO_PICKS.contains(&value)))
+                }),
+                "bg" => contains(&self.backgrounds, &Some(value.to_string())),
+                _ => true,
+            };
+            if !allowed {
+                let what = match name {
+                    "w" => "widths (times dprs)",
+                    "h" => "heights (times dprs)",
+                    "q" => "qualities",
+                    "fmt" => "formats",
+                    _ => "backgrounds",
+                };
+                return Err(Error::invalid_parameter(
+                    name,
+                    format!(
+                        "{name}={} is not an output this deployment's policy allows; allowed {what}: {}",
+                        shown(value),
+                        self.shown_list(name)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A canonical side (device pixels) that `round(side × dpr)` of an allowed side and
+    /// dpr (1 always; every dpr of the URL API when `dprs` is not listed) gives.
+    fn admits_size(&self, sides: &Option<Vec<u32>>, value: &str) -> bool {
+        let Some(sides) = sides else { return true };
+        let Ok(value) = value.parse::<u64>() else {
+            return false;
+        };
+        let listed_dprs;
+        let dprs: &[u32] = match &self.dprs {
+            Some(l) => {
+                listed_dprs = [&[100][..], l].concat();
+                &listed_dprs
+            }
+            None => &ALL_DPRS,
+        };
+        sides.iter().any(|&side| {
+            dprs.iter()
+                .any(|&d| (u64::from(side) * u64::from(d) + 50) / 100 == value)
+        })
     }
 
     /// The allowed values of one parameter, as a viewer would write them.

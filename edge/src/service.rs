@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::key::MasterKey;
+use crate::policy::Policy;
 use crate::single_flight::KeyedLocks;
-use crate::spec::{Format, VariantSpec};
-use crate::store::{ObjectMeta, PutOptions, PutOutcome, Store};
+use crate::spec::{self, Format, VariantSpec};
+use crate::store::{Object, ObjectHead, ObjectMeta, PutOptions, PutOutcome, Store};
 use crate::transform::{self, Limits, Timings};
 
 /// Cache-Control of every stored variant: its key changes whenever its content could.
@@ -26,6 +27,8 @@ pub struct Resolved {
     /// `None` when the master is served unchanged (no query, or a query that only
     /// repeats defaults).
     pub spec: Option<VariantSpec>,
+    /// The query asked for `fmt=auto`, so the answer varies with `Accept`.
+    pub varies_on_accept: bool,
 }
 
 impl Resolved {
@@ -47,7 +50,11 @@ pub fn resolve(uri: &str, query: &str, accept: Option<&str>) -> Result<Resolved>
     } else {
         Some(VariantSpec::parse(query, master.format(), accept)?).filter(|s| !s.is_identity())
     };
-    Ok(Resolved { master, spec })
+    Ok(Resolved {
+        master,
+        spec,
+        varies_on_accept: spec::asks_for_auto(query),
+    })
 }
 
 /// How a variant request was satisfied.
@@ -75,25 +82,51 @@ pub struct Ensured {
 /// variant is written with `If-None-Match: *` (a concurrent writer that won is simply
 /// used: output is deterministic); a stale one is overwritten. Objects are whole-object
 /// PUTs, so nothing partial is ever visible.
+///
+/// One object per distinct output: the variant key is that of the spec clamped to the
+/// master's size ([`transform::clamp`]), read from the master's `width`/`height`
+/// metadata when the generator wrote it, else from the master itself once fetched.
+///
+/// Cheap repeated failures: a 415 or 422 found while rendering is remembered beside the
+/// variants ([`MasterKey::failure_marker_key`], tied to the master's ETag and the limits),
+/// so the next request answers it without downloading the master again.
 pub async fn ensure_variant(
     store: &dyn Store,
     master: &MasterKey,
-    spec: &VariantSpec,
+    requested_spec: &VariantSpec,
     limits: &Limits,
 ) -> Result<Ensured> {
-    let master_head = store
-        .head(master.as_str())
-        .await?
-        .ok_or_else(|| not_found(master))?;
-    let variant_key = spec.variant_key(master);
-    let existing = store.head(&variant_key).await?;
-    if let Some(v) = &existing {
-        if v.meta.metadata.get(SOURCE_ETAG) == Some(&master_head.etag) {
-            return Ok(Ensured {
-                key: variant_key,
-                built: None,
-            });
+    // The first step asks everything an ordinary request needs at once.
+    let requested_key = requested_spec.variant_key(master);
+    let marker_key = master.failure_marker_key();
+    let (master_head, requested, marker) = tokio::join!(
+        store.head(master.as_str()),
+        store.head(&requested_key),
+        store.get(&marker_key),
+    );
+    let master_head = master_head?.ok_or_else(|| not_found(master))?;
+    if let Some(failure) = marker?.and_then(|m| FailureMarker::read(&m, &master_head.etag, limits))
+    {
+        return Err(failure);
+    }
+    let mut requested = requested?;
+
+    let mut spec = requested_spec.clone();
+    let mut variant_key = requested_key;
+    let master_size = master_size_from_metadata(&master_head.meta);
+    if let Some(size) = master_size {
+        let clamped = transform::clamp(&spec, size);
+        if clamped != spec {
+            spec = clamped;
+            variant_key = spec.variant_key(master);
+            requested = store.head(&variant_key).await?;
         }
+    }
+    if is_fresh(requested.as_ref(), &master_head.etag) {
+        return Ok(Ensured {
+            key: variant_key,
+            built: None,
+        });
     }
     // The byte limit is checked from the object's size, before downloading it.
     if master_head.size > limits.max_bytes {
@@ -112,13 +145,37 @@ pub async fn ensure_variant(
     // A master replaced between HEAD and GET is still bounded: `transform::render`
     // checks the byte limit on the bytes actually read.
 
+    // The header is the truth (metadata may be missing, or wrong if another tool wrote
+    // it). Without metadata the clamped variant may already exist: then nothing is rendered.
+    if let Some(size) = transform::master_size(&master_obj.body).or(master_size) {
+        let clamped = transform::clamp(requested_spec, size);
+        if clamped != spec {
+            spec = clamped;
+            variant_key = spec.variant_key(master);
+            requested = store.head(&variant_key).await?;
+            if is_fresh(requested.as_ref(), &master_obj.head.etag) {
+                return Ok(Ensured {
+                    key: variant_key,
+                    built: None,
+                });
+            }
+        }
+    }
+
     let body = master_obj.body.clone();
     let render_spec = spec.clone();
     let render_limits = *limits;
     let rendered =
         tokio::task::spawn_blocking(move || transform::render(&body, &render_spec, &render_limits))
             .await
-            .map_err(|e| Error::internal_while("running the transform task", e))??;
+            .map_err(|e| Error::internal_while("running the transform task", e))?;
+    let rendered = match rendered {
+        Ok(rendered) => rendered,
+        Err(e) => {
+            FailureMarker::remember(store, &marker_key, &e, &master_obj.head.etag, limits).await;
+            return Err(e);
+        }
+    };
 
     let started = Instant::now();
     let meta = ObjectMeta {
@@ -132,7 +189,7 @@ pub async fn ensure_variant(
             Bytes::from(rendered.bytes),
             PutOptions {
                 meta,
-                if_none_match: existing.is_none(),
+                if_none_match: requested.is_none(),
             },
         )
         .await?;
@@ -149,15 +206,98 @@ pub async fn ensure_variant(
     })
 }
 
+fn is_fresh(variant: Option<&ObjectHead>, master_etag: &str) -> bool {
+    variant
+        .is_some_and(|v| v.meta.metadata.get(SOURCE_ETAG).map(String::as_str) == Some(master_etag))
+}
+
+/// Metadata keys the generator writes on a master: its displayed (oriented) size.
+pub const WIDTH_METADATA: &str = "width";
+pub const HEIGHT_METADATA: &str = "height";
+
+fn master_size_from_metadata(meta: &ObjectMeta) -> Option<(u32, u32)> {
+    let side = |name: &str| {
+        meta.metadata
+            .get(name)
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|&v| v > 0)
+    };
+    Some((side(WIDTH_METADATA)?, side(HEIGHT_METADATA)?))
+}
+
+/// A remembered 415/422: the error's public JSON plus what it depends on. Honoured only
+/// for the same master bytes (ETag) and the same limits, so a replaced master or raised
+/// limits are tried again.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FailureMarker {
+    error: ErrorKind,
+    message: String,
+    source_etag: String,
+    max_pixels: u64,
+    max_bytes: u64,
+}
+
+impl FailureMarker {
+    fn read(object: &Object, master_etag: &str, limits: &Limits) -> Option<Error> {
+        let m: FailureMarker = serde_json::from_slice(&object.body).ok()?;
+        let remembered = matches!(
+            m.error,
+            ErrorKind::UnsupportedImage | ErrorKind::ImageTooLarge
+        );
+        (remembered
+            && m.source_etag == master_etag
+            && m.max_pixels == limits.max_pixels
+            && m.max_bytes == limits.max_bytes)
+            .then(|| Error::new(m.error, m.message))
+    }
+
+    /// Best effort: a failed write only means the next request renders again.
+    async fn remember(store: &dyn Store, key: &str, e: &Error, master_etag: &str, limits: &Limits) {
+        if !matches!(
+            e.kind,
+            ErrorKind::UnsupportedImage | ErrorKind::ImageTooLarge
+        ) {
+            return;
+        }
+        let marker = FailureMarker {
+            error: e.kind,
+            message: e.message.clone(),
+            source_etag: master_etag.to_string(),
+            max_pixels: limits.max_pixels,
+            max_bytes: limits.max_bytes,
+        };
+        let body = serde_json::to_vec(&marker).expect("a marker serialises");
+        let meta = ObjectMeta {
+            content_type: Some("application/json".to_string()),
+            cache_control: Some("no-store".to_string()),
+            metadata: [(SOURCE_ETAG.to_string(), master_etag.to_string())].into(),
+        };
+        let put = store
+            .put(
+                key,
+                Bytes::from(body),
+                PutOptions {
+                    meta,
+                    if_none_match: false,
+                },
+            )
+            .await;
+        if let Err(err) = put {
+            tracing::warn!(key, error = %err, "could not remember the failure");
+        }
+    }
+}
+
 fn not_found(master: &MasterKey) -> Error {
     Error::not_found(format!("no image at '{}'", master.as_str()))
 }
 
-/// The origin: a store, limits, and in-process single flight so that concurrent first
-/// requests for one variant render it once.
+/// The origin: a store, limits, the owner's policy, and in-process single flight so that
+/// concurrent first requests for one variant render it once.
 pub struct Origin {
     store: Arc<dyn Store>,
     limits: Limits,
+    policy: Option<Policy>,
     inflight: KeyedLocks,
 }
 
@@ -166,8 +306,16 @@ impl Origin {
         Origin {
             store,
             limits,
+            policy: None,
             inflight: KeyedLocks::new(),
         }
+    }
+
+    /// The origin re-checks what it is asked for against the policy (config.json's
+    /// `"policy"`): its input is the viewer-request function's canonical query.
+    pub fn with_policy(mut self, policy: Option<Policy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -178,9 +326,24 @@ impl Origin {
         &self.limits
     }
 
-    /// Resolve and ensure: the key to serve for this viewer request.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
+    /// Resolve and ensure: the key to serve for this origin request (its query is the
+    /// canonical one the viewer-request step forwards; a bare `preset=NAME` is expanded).
     pub async fn handle(&self, uri: &str, query: &str, accept: Option<&str>) -> Result<Ensured> {
-        let resolved = resolve(uri, query, accept)?;
+        let resolved = match &self.policy {
+            Some(policy) => {
+                MasterKey::from_uri(uri)?;
+                let resolved = resolve(uri, &policy.expand_preset(query)?, accept)?;
+                if let Some(spec) = &resolved.spec {
+                    policy.admits(spec)?;
+                }
+                resolved
+            }
+            None => resolve(uri, query, accept)?,
+        };
         let Some(spec) = resolved.spec else {
             return Ok(Ensured {
                 key: resolved.master.as_str().to_string(),
@@ -357,7 +520,11 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::UnsupportedImage);
-        assert_eq!(store.list(VARIANTS).await.unwrap(), Vec::<String>::new());
+        // No variant: only the failure's marker.
+        assert_eq!(
+            store.list(VARIANTS).await.unwrap(),
+            [master.failure_marker_key()]
+        );
 
         // Over the byte limit → 422 before reading the body.
         let store = store_with_master(png(64, 48, 10)).await;
@@ -380,7 +547,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::ImageTooLarge);
-        assert!(store.list(VARIANTS).await.unwrap().is_empty());
+        assert_eq!(
+            store.list(VARIANTS).await.unwrap(),
+            [master.failure_marker_key()]
+        );
     }
 
     const VARIANTS: &str = crate::key::VARIANTS_PREFIX;
@@ -405,6 +575,186 @@ mod tests {
         assert_eq!(built, 1, "single flight: one render for 40 requests");
         assert_eq!(store.list(VARIANTS).await.unwrap().len(), 1);
         assert!(origin.inflight.is_empty(), "locks are forgotten");
+    }
+
+    /// A store that counts what it hands out: body bytes read by GETs, and calls.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemStore,
+        bytes_read: std::sync::atomic::AtomicU64,
+        gets: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Counting {
+        async fn get(&self, key: &str) -> Result<Option<Object>, crate::store::StoreError> {
+            use std::sync::atomic::Ordering::Relaxed;
+            let got = self.inner.get(key).await?;
+            self.gets.fetch_add(1, Relaxed);
+            if let Some(o) = &got {
+                self.bytes_read.fetch_add(o.body.len() as u64, Relaxed);
+            }
+            Ok(got)
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectHead>, crate::store::StoreError> {
+            self.inner.head(key).await
+        }
+        async fn put(
+            &self,
+            key: &str,
+            body: Bytes,
+            opts: PutOptions,
+        ) -> Result<PutOutcome, crate::store::StoreError> {
+            self.inner.put(key, body, opts).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, crate::store::StoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete_prefix(&self, prefix: &str) -> Result<usize, crate::store::StoreError> {
+            self.inner.delete_prefix(prefix).await
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    async fn put_master(store: &dyn Store, body: Bytes, size_metadata: Option<(u32, u32)>) {
+        let mut meta = ObjectMeta {
+            content_type: Some("image/png".into()),
+            ..Default::default()
+        };
+        if let Some((w, h)) = size_metadata {
+            meta.metadata.insert(WIDTH_METADATA.into(), w.to_string());
+            meta.metadata.insert(HEIGHT_METADATA.into(), h.to_string());
+        }
+        let opts = PutOptions {
+            meta,
+            if_none_match: false,
+        };
+        store.put(MASTER, body, opts).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_master_share_one_render_and_one_object() {
+        // With the generator's size metadata (known before any download) and without it
+        // (known once the master is read).
+        for metadata in [Some((40, 30)), None] {
+            let store = MemStore::new();
+            put_master(&store, png(40, 30, 10), metadata).await;
+            let mut keys = std::collections::BTreeSet::new();
+            let mut renders = 0;
+            for w in 40..=120 {
+                let (master, spec) = request(&format!("w={w}&fmt=webp"));
+                let ensured = ensure_variant(&store, &master, &spec, &Limits::default())
+                    .await
+                    .unwrap();
+                renders += usize::from(ensured.built.is_some());
+                keys.insert(ensured.key);
+            }
+            let want = "_variants/v1/outputs/2025-02-01/image_001.png/w=40,fmt=webp.webp";
+            assert_eq!(keys.into_iter().collect::<Vec<_>>(), [want], "{metadata:?}");
+            assert_eq!(renders, 1, "{metadata:?}");
+            assert_eq!(store.list(VARIANTS).await.unwrap(), [want], "{metadata:?}");
+            // The clamped output is the master's size, as the unclamped request gave.
+            let body = store.get(want).await.unwrap().unwrap().body;
+            let img = image::load_from_memory(&body).unwrap();
+            assert_eq!((img.width(), img.height()), (40, 30));
+
+            // A box beyond the master keeps its aspect: one object for every scale of it.
+            let (master, a) = request("w=80&h=80&fmt=png");
+            let (_, b) = request("w=400&h=400&fmt=png");
+            let ka = ensure_variant(&store, &master, &a, &Limits::default())
+                .await
+                .unwrap();
+            let kb = ensure_variant(&store, &master, &b, &Limits::default())
+                .await
+                .unwrap();
+            assert_eq!(ka.key, kb.key);
+            assert!(ka.key.ends_with("/w=30,h=30.png"), "{}", ka.key);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_master_is_read_once_then_answered_from_its_marker() {
+        // 100 requests (distinct variants, so no edge cache could help) for a corrupt
+        // 3 MiB master: one master download, then small marker reads.
+        let store = Counting::default();
+        let mut corrupt = b"\x89PNG\r\n\x1a\n".to_vec();
+        corrupt.resize(3 << 20, 0x5a);
+        put_master(&store, Bytes::from(corrupt), None).await;
+        for w in 1..=100 {
+            let (master, spec) = request(&format!("w={w}&fmt=webp"));
+            let e = ensure_variant(&store, &master, &spec, &Limits::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::UnsupportedImage, "request {w}");
+        }
+        let read = store.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            read < (3 << 20) + 100 * 1024,
+            "{read} bytes read: the master once, markers after"
+        );
+        assert_eq!(
+            store.list(VARIANTS).await.unwrap(),
+            ["_variants/v1/outputs/2025-02-01/image_001.png/error.json"],
+            "the marker is the only object beside the variants"
+        );
+
+        // Replacing the master clears it: the new bytes are tried (and render).
+        put_master(&store, png(20, 10, 1), None).await;
+        let (master, spec) = request("w=10&fmt=webp");
+        let ok = ensure_variant(&store, &master, &spec, &Limits::default())
+            .await
+            .unwrap();
+        assert!(ok.built.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_pixel_limit_holds_only_for_the_same_limits() {
+        let store = MemStore::new();
+        put_master(&store, png(64, 48, 10), None).await;
+        let (master, spec) = request("w=16&fmt=webp");
+        let tight = Limits {
+            max_pixels: 100,
+            ..Limits::default()
+        };
+        let e = ensure_variant(&store, &master, &spec, &tight)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ImageTooLarge);
+        let again = ensure_variant(&store, &master, &spec, &tight)
+            .await
+            .unwrap_err();
+        assert_eq!(again, e, "answered from the marker, same public error");
+        // Raised limits: the marker no longer applies.
+        let ok = ensure_variant(&store, &master, &spec, &Limits::default())
+            .await
+            .unwrap();
+        assert!(ok.built.is_some());
+    }
+
+    #[tokio::test]
+    async fn the_origin_rechecks_canonical_queries_against_its_policy() {
+        let store = store_with_master(png(64, 48, 10)).await;
+        let policy =
+            Policy::parse(r#"{"widths": [16, 32], "dprs": [1, 2], "formats": ["auto"]}"#).unwrap();
+        let origin = Origin::new(store, Limits::default()).with_policy(Some(policy));
+        let uri = format!("/{MASTER}");
+        // w=16&dpr=2 arrives as w=32; w=32&dpr=2 as w=64; auto as webp.
+        for ok in ["w=32", "w=64", "w=16&fmt=webp"] {
+            origin
+                .handle(&uri, ok, None)
+                .await
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, param) in [("w=20", "w"), ("w=16&fmt=jpeg", "fmt")] {
+            let e = origin.handle(&uri, bad, None).await.unwrap_err();
+            assert_eq!(
+                (e.kind, e.param.as_deref()),
+                (ErrorKind::InvalidParameter, Some(param)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -84,6 +84,18 @@ impl SigningKeys {
         Ok(SigningKeys { secrets })
     }
 
+    /// Read and parse a keys file; errors name the file (never a secret).
+    pub fn read(path: &std::path::Path) -> Result<SigningKeys, KeysFileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KeysFileError {
+            line: None,
+            message: format!("signing keys: cannot read {}: {e}", path.display()),
+        })?;
+        SigningKeys::parse(&text).map_err(|e| KeysFileError {
+            message: format!("{}: {}", path.display(), e.message),
+            ..e
+        })
+    }
+
     /// How many secrets are configured.
     pub fn len(&self) -> usize {
         self.secrets.len()
@@ -102,6 +114,15 @@ impl SigningKeys {
                 .finalize()
                 .into_bytes(),
         )
+    }
+
+    /// `query` with its `sig` appended (`w=512&sig=…`); an empty query (a master) stays
+    /// empty: it needs no signature.
+    pub fn signed_query(&self, path: &str, query: &str) -> String {
+        if query.is_empty() {
+            return String::new();
+        }
+        format!("{query}&sig={}", self.sign(path, query))
     }
 
     /// The path and raw query of a signed URL → the query without `sig`, or a 403.

@@ -174,6 +174,13 @@ impl VariantSpec {
 }
 
 /// `fmt` as given: a concrete format or `auto`.
+/// True when a valid query asks for `fmt=auto`: its answer then depends on `Accept`, and
+/// viewers must be told so (`Vary: Accept`, DESIGN.md §10).
+pub fn asks_for_auto(query: &str) -> bool {
+    !query.is_empty()
+        && Given::parse(query).is_ok_and(|given| given.fmt == Some(FormatChoice::Auto))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FormatChoice {
     Fixed(Format),

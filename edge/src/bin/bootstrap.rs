@@ -47,7 +47,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .await;
     tracing::info!(config = %path.display(), bucket = %config.bucket, region = %config.region, "bootstrap ready");
-    let origin = Arc::new(Origin::new(Arc::new(store), config.limits));
+    let policy = config.policy().context("config.json")?;
+    let origin = Arc::new(Origin::new(Arc::new(store), config.limits).with_policy(policy));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let origin = Arc::clone(&origin);

@@ -8,9 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use edge::guard::Guard;
 use edge::key::key_to_uri;
 use edge::local::{self, pages, seed, ServeOptions, StoreLocation};
+use edge::policy::Policy;
 use edge::service::{self, Origin};
+use edge::sign::SigningKeys;
 use edge::transform::Limits;
 
 #[derive(Parser)]
@@ -45,6 +48,13 @@ struct ServeArgs {
     /// Do not put sample masters into an empty directory store.
     #[arg(long, env = "IMGEDGE_NO_SEED")]
     no_seed: bool,
+    /// Signing keys (one hex secret per line, `#` comments): every request with a query
+    /// then needs a valid `sig` (DESIGN.md §10).
+    #[arg(long, env = "IMGEDGE_SIGNING_KEYS_FILE")]
+    signing_keys: Option<PathBuf>,
+    /// Policy and presets (policy.json, DESIGN.md §10).
+    #[arg(long, env = "IMGEDGE_POLICY_FILE")]
+    policy: Option<PathBuf>,
     #[command(flatten)]
     limits: Limits,
 }
@@ -82,6 +92,15 @@ async fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Both files are checked before anything starts: a bad one names its wrong line/entry.
+    let guard = Guard {
+        keys: args
+            .signing_keys
+            .as_deref()
+            .map(SigningKeys::read)
+            .transpose()?,
+        policy: args.policy.as_deref().map(Policy::read).transpose()?,
+    };
     let store = args.store.open().await.context("cannot open the store")?;
     if matches!(args.store, StoreLocation::Fs(_)) && !args.no_seed {
         let seeded = seed::seed_if_empty(&*store, &seed::today_utc()).await?;
@@ -103,17 +122,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let path = key_to_uri(first);
             for query in [
                 "",
-                "?w=512&fmt=webp",
-                "?w=800&h=450&fmt=jpeg&q=70",
-                "?w=320&dpr=2&fmt=auto",
+                "w=512&fmt=webp",
+                "w=800&h=450&fmt=jpeg&q=70",
+                "w=320&dpr=2&fmt=auto",
             ] {
-                println!("  {base}{path}{query}");
+                println!("  {base}{}", pages::link(guard.keys.as_ref(), &path, query));
             }
         }
     }
-    let origin = Arc::new(Origin::new(store, args.limits));
+    if let Some(keys) = &guard.keys {
+        println!(
+            "signed URLs required ({} key(s)); sign with: generator sign --signing-keys FILE URL",
+            keys.len()
+        );
+    }
+    let origin = Arc::new(Origin::new(store, args.limits).with_policy(guard.policy.clone()));
     let options = ServeOptions {
         cache_bytes: args.cache_bytes,
+        guard,
     };
     local::serve(listener, origin, options, local::shutdown_signal()).await?;
     println!("imgedge edge stopped");

@@ -25,6 +25,8 @@ pub mod seed;
 mod server;
 pub mod store_location;
 
+use crate::guard::Guard;
+
 pub use server::{router, serve, server_timing, shutdown_signal, ViewerKey};
 pub use store_location::StoreLocation;
 
@@ -34,16 +36,19 @@ pub const X_CACHE_MISS: &str = "Miss from imgedge";
 pub const INVALIDATE_PATH: &str = "/_imgedge/invalidate";
 
 /// Settings of the emulator itself (the origin's limits live in [`crate::service::Origin`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Upper bound of the edge cache: bodies, keys and headers.
     pub cache_bytes: u64,
+    /// What the viewer-request function checks: signature, presets, policy.
+    pub guard: Guard,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             cache_bytes: 256 * 1024 * 1024,
+            guard: Guard::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::key::{key_to_uri, MasterKey, VARIANTS_PREFIX};
+use crate::sign::SigningKeys;
 
 /// The keys of a listing that viewers can address as masters (no `_variants/`, only
 /// valid master keys), at most 500 of them.
@@ -35,8 +36,22 @@ fn html_escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// `path?query`, signed when keys are configured (the emulator's own links must pass its
+/// signature check).
+pub fn link(keys: Option<&SigningKeys>, path: &str, query: &str) -> String {
+    let query = match keys {
+        Some(keys) => keys.signed_query(path, query),
+        None => query.to_string(),
+    };
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
 /// The gallery page: every master with a thumbnail and links to a few variants.
-pub fn gallery_html(store: &str, masters: &[String]) -> String {
+pub fn gallery_html(store: &str, masters: &[String], keys: Option<&SigningKeys>) -> String {
     let mut html = String::from(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -64,19 +79,17 @@ pub fn gallery_html(store: &str, masters: &[String]) -> String {
     }
     html.push_str("<div class=\"grid\">\n");
     for key in masters {
-        let path = html_escape(&key_to_uri(key));
+        let path = key_to_uri(key);
         let _ = write!(
             html,
-            "<figure><a href=\"{path}\"><img src=\"{path}?w=256&amp;fmt=webp\" loading=\"lazy\" \
+            "<figure><a href=\"{href}\"><img src=\"{thumb}\" loading=\"lazy\" \
              alt=\"{alt}\"></a><figcaption>{alt}</figcaption>",
+            href = html_escape(&path),
+            thumb = html_escape(&link(keys, &path, "w=256&fmt=webp")),
             alt = html_escape(key)
         );
         for (label, query) in GALLERY_VARIANTS {
-            let href = if query.is_empty() {
-                path.clone()
-            } else {
-                format!("{path}?{}", html_escape(query))
-            };
+            let href = html_escape(&link(keys, &path, query));
             let _ = write!(html, "<a href=\"{href}\">{}</a>", html_escape(label));
         }
         html.push_str("</figure>\n");
@@ -91,13 +104,13 @@ mod tests {
 
     #[test]
     fn gallery_escapes_keys_and_links_variants() {
-        let html = gallery_html("fs:<x>", &["o/a\"<b>.png".to_string()]);
+        let html = gallery_html("fs:<x>", &["o/a\"<b>.png".to_string()], None);
         assert!(html.contains("fs:&lt;x&gt;"));
         assert!(!html.contains("a\"<b>"));
         assert!(html.contains("src=\"/o/a%22%3Cb%3E.png?w=256&amp;fmt=webp\""));
         assert!(html.contains("href=\"/o/a%22%3Cb%3E.png?w=512&amp;fmt=webp\""));
         assert!(html.contains("1 masters"));
-        let empty = gallery_html("fs:x", &[]);
+        let empty = gallery_html("fs:x", &[], None);
         assert!(empty.contains("no masters yet"));
     }
 }

@@ -18,43 +18,43 @@ use super::pages;
 use super::{ServeOptions, INVALIDATE_PATH, X_CACHE_HIT, X_CACHE_MISS};
 use crate::cloudfront::{self, OriginRequestOutput};
 use crate::error::Error;
-use crate::service::{self, BuildStats, Origin};
+use crate::guard::Guard;
+use crate::service::{BuildStats, Origin};
 use crate::single_flight::KeyedLocks;
 
-/// Where a viewer request lands in the cache and what query the origin sees.
+/// Where a viewer request lands in the cache and what query the origin sees: what the
+/// viewer-request CloudFront Function computes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerKey {
     /// `/<master key>` plus `?<canonical query>` when it is a variant.
     pub cache_key: String,
-    /// The canonical query (what the viewer-request function forwards), or the raw one
-    /// when the request does not resolve (the handler then answers the error).
+    /// The canonical query (what the viewer-request function forwards).
     pub origin_query: String,
+    /// The viewer asked for `fmt=auto`: the answer carries `Vary: Accept`.
+    pub varies_on_accept: bool,
 }
 
 impl ViewerKey {
-    pub fn new(path: &str, query: &str, accept: Option<&str>) -> ViewerKey {
-        match service::resolve(path, query, accept) {
-            Ok(resolved) => {
-                let canonical = resolved.canonical_query();
-                let mut cache_key = format!("/{}", resolved.master.as_str());
-                if !canonical.is_empty() {
-                    cache_key.push('?');
-                    cache_key.push_str(&canonical);
-                }
-                ViewerKey {
-                    cache_key,
-                    origin_query: canonical,
-                }
-            }
-            Err(_) => ViewerKey {
-                cache_key: if query.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}?{query}")
-                },
-                origin_query: query.to_string(),
-            },
+    /// The function's checks in the order of DESIGN.md §10 (key, signature, preset, query,
+    /// policy); an error is answered by the function itself, as CloudFront does, uncached.
+    pub fn new(
+        guard: &Guard,
+        path: &str,
+        query: &str,
+        accept: Option<&str>,
+    ) -> Result<ViewerKey, Error> {
+        let resolved = guard.resolve(path, query, accept)?;
+        let canonical = resolved.canonical_query();
+        let mut cache_key = format!("/{}", resolved.master.as_str());
+        if !canonical.is_empty() {
+            cache_key.push('?');
+            cache_key.push_str(&canonical);
         }
+        Ok(ViewerKey {
+            cache_key,
+            origin_query: canonical,
+            varies_on_accept: resolved.varies_on_accept,
+        })
     }
 }
 
@@ -64,6 +64,8 @@ struct Answer {
     /// `Some(age)` for a cache hit.
     hit: Option<Duration>,
     server_timing: Option<String>,
+    /// Add `Vary: Accept` (the viewer asked for `fmt=auto`).
+    vary_accept: bool,
 }
 
 /// `Server-Timing` of a miss, in milliseconds: the build stages when this request
@@ -92,6 +94,7 @@ pub fn server_timing(
 
 struct Edge {
     origin: Arc<Origin>,
+    guard: Guard,
     cache: EdgeCache,
     /// Per cache key: the one request that goes to the origin holds it.
     collapsing: KeyedLocks,
@@ -99,18 +102,25 @@ struct Edge {
 
 impl Edge {
     async fn viewer_request(&self, path: &str, query: &str, accept: Option<&str>) -> Answer {
-        let key = ViewerKey::new(path, query, accept);
-        if let Some(hit) = self.cache.get(&key.cache_key, Instant::now()) {
-            return Answer::hit(hit);
-        }
-        self.collapsing
-            .run(&key.cache_key, || async {
-                match self.cache.get(&key.cache_key, Instant::now()) {
-                    Some(hit) => Answer::hit(hit),
-                    None => self.ask_origin(&key, path, accept).await,
-                }
-            })
-            .await
+        let key = match ViewerKey::new(&self.guard, path, query, accept) {
+            Ok(key) => key,
+            Err(e) => return Answer::from_viewer_function(&e),
+        };
+        let mut answer = match self.cache.get(&key.cache_key, Instant::now()) {
+            Some(hit) => Answer::hit(hit),
+            None => {
+                self.collapsing
+                    .run(&key.cache_key, || async {
+                        match self.cache.get(&key.cache_key, Instant::now()) {
+                            Some(hit) => Answer::hit(hit),
+                            None => self.ask_origin(&key, path, accept).await,
+                        }
+                    })
+                    .await
+            }
+        };
+        answer.vary_accept = key.varies_on_accept;
+        answer
     }
 
     async fn ask_origin(&self, key: &ViewerKey, path: &str, accept: Option<&str>) -> Answer {
@@ -138,6 +148,7 @@ impl Edge {
             response,
             hit: None,
             server_timing: Some(server_timing(stats.as_ref(), origin_time, read_time)),
+            vary_accept: false,
         }
     }
 
@@ -178,8 +189,11 @@ impl Edge {
     async fn gallery(&self) -> Response {
         match self.origin.store().list("").await {
             Ok(keys) => {
-                let html =
-                    pages::gallery_html(&self.origin.store().describe(), &pages::masters(&keys));
+                let html = pages::gallery_html(
+                    &self.origin.store().describe(),
+                    &pages::masters(&keys),
+                    self.guard.keys.as_ref(),
+                );
                 Response::builder()
                     .status(200)
                     .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
@@ -198,6 +212,17 @@ impl Answer {
             response: hit.response,
             hit: Some(hit.age),
             server_timing: None,
+            vary_accept: false,
+        }
+    }
+
+    /// The viewer-request function's own answer: it never reaches the cache or the origin.
+    fn from_viewer_function(e: &Error) -> Answer {
+        Answer {
+            response: Arc::new(CachedResponse::from_error(e)),
+            hit: None,
+            server_timing: None,
+            vary_accept: false,
         }
     }
 
@@ -227,6 +252,9 @@ impl Answer {
         }
         if let Some(timing) = &self.server_timing {
             builder = builder.header("server-timing", timing.as_str());
+        }
+        if self.vary_accept {
+            builder = builder.header(header::VARY, "Accept");
         }
         let body = if not_modified {
             Body::empty()
@@ -303,6 +331,11 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
             .await
             .into_response(if_none_match.as_deref(), head)
     };
+    // The template's response headers policy: no viewer may sniff a type (DESIGN.md §10).
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if head && response.headers().contains_key(header::CONTENT_LENGTH) {
         // Keep Content-Length of the GET; the body is dropped.
         *response.body_mut() = Body::empty();
@@ -329,6 +362,7 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
 pub fn router(origin: Arc<Origin>, options: ServeOptions) -> Router {
     let edge = Arc::new(Edge {
         origin,
+        guard: options.guard,
         cache: EdgeCache::new(options.cache_bytes),
         collapsing: KeyedLocks::new(),
     });

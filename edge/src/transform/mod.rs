@@ -76,6 +76,32 @@ pub struct Rendered {
     pub timings: Timings,
 }
 
+/// The master's displayed (oriented) size from its header alone, no pixels decoded; `None`
+/// when the header cannot be read (the render then reports why).
+pub fn master_size(master: &[u8]) -> Option<(u32, u32)> {
+    use image::ImageDecoder as _;
+    let reader = image::ImageReader::new(std::io::Cursor::new(master))
+        .with_guessed_format()
+        .ok()?;
+    let mut decoder = reader.into_decoder().ok()?;
+    let raw = decoder.dimensions();
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    Some(plan::oriented_size(orientation, raw))
+}
+
+/// The spec with its box brought back to the master's size ([`plan::clamp_box`]): it
+/// renders the same pixels, and every request beyond the master shares its canonical form.
+pub fn clamp(spec: &VariantSpec, master_size: (u32, u32)) -> VariantSpec {
+    let (width, height) = plan::clamp_box(master_size, spec.width, spec.height, spec.fit);
+    VariantSpec {
+        width,
+        height,
+        ..spec.clone()
+    }
+}
+
 /// Render `spec` from the master's bytes.
 pub fn render(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Result<Rendered> {
     // A panic in a codec (a bug, or a hostile input that slipped past the checks) becomes

@@ -163,6 +163,32 @@ pub fn plan(master: (u32, u32), width: Option<u32>, height: Option<u32>, fit: Op
     }
 }
 
+/// The smallest box that gives the same plan as `(width, height, fit)` on a master of
+/// `master` size (oriented): sides beyond the master are brought back to what the
+/// no-upscale rule produces. Requests that differ only above the master's size thus share
+/// one canonical form, one render and one stored variant (DESIGN.md §2).
+pub fn clamp_box(
+    master: (u32, u32),
+    width: Option<u32>,
+    height: Option<u32>,
+    fit: Option<Fit>,
+) -> (Option<u32>, Option<u32>) {
+    let side = |v: Option<u32>, m: u32| v.map(|v| v.min(m));
+    match (width, height, fit.unwrap_or(Fit::Cover)) {
+        // The output keeps the master's aspect and touches the limiting side: a side beyond
+        // the master never limits, so it can stop at the master.
+        (Some(_), Some(_), Fit::Inside | Fit::Outside) | (_, None, _) | (None, _, _) => {
+            (side(width, master.0), side(height, master.1))
+        }
+        // The box's aspect is kept and the box shrunk to fit the master: that box is the
+        // canvas of the output.
+        (Some(w), Some(h), Fit::Cover | Fit::Contain | Fit::Fill) => {
+            let (w, h) = box_without_upscale(master, w, h);
+            (Some(w), Some(h))
+        }
+    }
+}
+
 /// True when the orientation exchanges width and height.
 pub fn swaps_axes(o: Orientation) -> bool {
     matches!(
@@ -218,6 +244,44 @@ mod tests {
 
     fn size(p: Plan) -> (u32, u32) {
         p.canvas
+    }
+
+    #[test]
+    fn clamping_beyond_the_master_gives_the_same_plan() {
+        let m = (1000, 750);
+        assert_eq!(clamp_box(m, Some(3000), None, None), (Some(1000), None));
+        assert_eq!(clamp_box(m, Some(500), None, None), (Some(500), None));
+        assert_eq!(clamp_box(m, None, Some(751), None), (None, Some(750)));
+        assert_eq!(
+            clamp_box(m, Some(2000), Some(2000), Some(Fit::Cover)),
+            (Some(750), Some(750))
+        );
+        assert_eq!(
+            clamp_box(m, Some(3000), Some(500), Some(Fit::Inside)),
+            (Some(1000), Some(500))
+        );
+        // w=1000…8192 on a 1000-px master: one canonical width.
+        let widths: std::collections::BTreeSet<_> = (1000..=8192)
+            .map(|w| clamp_box((1000, 600), Some(w), None, None))
+            .collect();
+        assert_eq!(widths.len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn clamped_box_plans_like_the_request_and_is_a_fixed_point(
+            mw in 1u32..400, mh in 1u32..400,
+            w in proptest::option::of(1u32..1200), h in proptest::option::of(1u32..1200),
+            fit in proptest::sample::select(vec![
+                Fit::Cover, Fit::Contain, Fit::Fill, Fit::Inside, Fit::Outside,
+            ]),
+        ) {
+            let fit = (w.is_some() && h.is_some()).then_some(fit);
+            let (cw, ch) = clamp_box((mw, mh), w, h, fit);
+            proptest::prop_assert_eq!(plan((mw, mh), cw, ch, fit), plan((mw, mh), w, h, fit));
+            proptest::prop_assert_eq!(clamp_box((mw, mh), cw, ch, fit), (cw, ch));
+            proptest::prop_assert!(cw.is_none_or(|v| v <= mw) && ch.is_none_or(|v| v <= mh));
+        }
     }
 
     #[test]

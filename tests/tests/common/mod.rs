@@ -186,10 +186,20 @@ impl EdgeServer {
         }
     }
 
-    /// Every variant object in the store (files under `_variants/`).
+    /// Every variant object in the store (files under `_variants/` but failure markers).
     pub fn variant_objects(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         walk(&self.store.join("_variants"), &mut found);
+        found.retain(|p| !is_failure_marker(p));
+        found.sort();
+        found
+    }
+
+    /// The remembered 415/422s (`_variants/v1/<master>/error.json`).
+    pub fn failure_markers(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        walk(&self.store.join("_variants"), &mut found);
+        found.retain(|p| is_failure_marker(p));
         found.sort();
         found
     }
@@ -200,6 +210,11 @@ impl Drop for EdgeServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn is_failure_marker(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n == edge::key::FAILURE_MARKER_NAME)
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
