@@ -1,8 +1,9 @@
 // imgedge viewer-request (cloudfront-js-2.0): mirrors edge/src/key.rs, sign.rs, policy.rs and
 // spec.rs. Order: key (400) -> signature (403) -> preset -> query (400) -> policy (400). Then
-// the canonical query, fmt=auto from Accept, so equivalent URLs share one cache entry; bad
-// URLs get the origin's JSON errors here. Deployed minified by build.mjs (the 10 KB limit),
-// which also bakes the policy in; tested on tests/fixtures/{spec,signature,policy}-cases.json.
+// the canonical query, fmt=auto from Accept, and the path's percent-encoding normalised, so
+// equivalent URLs share one cache entry; bad URLs get the origin's JSON errors here. Deployed
+// minified by build.mjs (the 10 KB limit), which also bakes the policy in; tested on
+// tests/fixtures/{spec,signature,policy}-cases.json.
 import crypto from 'crypto';
 import cf from 'cloudfront';
 
@@ -101,6 +102,16 @@ function masterFormat(uri) {
     return badKey('the path must name an image ending in .png, .jpg, .jpeg or .webp (lowercase)');
   }
   return MASTERS[ext];
+}
+
+// One spelling per path (RFC 3986 6.2.2): escapes of unreserved characters (ALPHA DIGIT
+// - . _ ~) decoded, every other escape in uppercase hex, the rest as sent. It decodes to
+// the same key, so the key check before it holds for it too.
+function normalPath(uri) {
+  return uri.replace(/%([0-9A-Fa-f]{2})/g, function (escape, hex) {
+    var c = String.fromCharCode(parseInt(hex, 16));
+    return /[A-Za-z0-9._~-]/.test(c) ? c : escape.toUpperCase();
+  });
 }
 
 // The query object as [name, rawValue] pairs. CloudFront groups repeats under
@@ -340,5 +351,7 @@ async function handler(event) {
     if (e instanceof Fail) return reply(e);
     throw e;
   }
+  // Only now, after the signature was checked on the path as sent.
+  request.uri = normalPath(request.uri);
   return request;
 }

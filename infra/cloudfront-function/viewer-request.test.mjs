@@ -108,9 +108,33 @@ t('every key case of the shared fixture', async () => {
     if (c.error) expectError(result, c.error, c.uri);
     else {
       expectCanonical(result, '', c.uri);
-      assert.equal(result.uri, c.uri, 'the path is forwarded untouched');
+      assert.equal(decodeURIComponent(result.uri.slice(1)), c.key, `${c.uri}: the forwarded path names the same key`);
     }
   }
+});
+
+// Spellings of one key share one cache entry: the forwarded path is the RFC 3986 normal form.
+t('every path case of the shared fixture', async () => {
+  assert.ok(fixture.path_cases.length >= 10);
+  for (const c of fixture.path_cases) {
+    for (const query of ['', 'w=5']) {
+      const result = await run(c.uri, query, null);
+      assert.equal(result.statusCode, undefined, `${c.uri}?${query}: ${result.body && result.body.data}`);
+      assert.equal(result.uri, c.forwarded, `${c.uri}?${query}`);
+    }
+    assert.equal((await run(c.forwarded, '', null)).uri, c.forwarded, `${c.forwarded} is its own normal form`);
+    assert.equal(decodeURIComponent(c.forwarded.slice(1)), c.key, `${c.forwarded} names ${c.key}`);
+    assert.equal(decodeURIComponent(c.uri.slice(1)), c.key, `${c.uri} names ${c.key}`);
+  }
+});
+
+t('a signed path is verified as sent, then forwarded in normal form', async () => {
+  // The signature covers the path exactly as sent; the cache sees the normal form.
+  const sent = '/caf%c3%a9/%41.png';
+  const e = event(sent, 'w=5', null);
+  const result = await handler(e);
+  assert.equal(result.uri, '/caf%C3%A9/A.png');
+  assert.equal(result.querystring, 'w=5');
 });
 
 
@@ -313,6 +337,9 @@ t('fuzz: arbitrary paths and queries give a request or a JSON error, never an ex
       assert.ok(['invalid_key', 'invalid_parameter', 'not_found'].includes(body.error), `${uri}?${query}`);
     } else {
       assert.equal(typeof result.querystring, 'string', `${uri}?${query}`);
+      // The normal form names the same key and is a fixed point.
+      assert.equal(decodeURIComponent(result.uri), decodeURIComponent(uri), uri);
+      assert.equal((await run(result.uri, '', null)).uri, result.uri, uri);
     }
   }
 });
