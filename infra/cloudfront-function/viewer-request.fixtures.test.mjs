@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { loadFunction } from './harness.mjs';
+import { loadFunction, viewerRequestEvent as request } from './harness.mjs';
 import { bake, build, compilePolicy, LIMIT, PolicyError, SOURCE } from './build.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -29,37 +29,6 @@ async function functionFor(policy, variant) {
     loaded.set(id, loadFunction(code, `viewer-request (${variant})`));
   }
   return loaded.get(id);
-}
-
-// The query object CloudFront gives a function: names as sent, in order of first
-// appearance, values as sent, repeats under multiValue.
-function queryObject(raw) {
-  const out = {};
-  if (raw === '') return out;
-  for (const pair of raw.split('&')) {
-    const eq = pair.indexOf('=');
-    const name = eq < 0 ? pair : pair.slice(0, eq);
-    const value = eq < 0 ? '' : pair.slice(eq + 1);
-    if (Object.prototype.hasOwnProperty.call(out, name)) {
-      const entry = out[name];
-      if (!entry.multiValue) entry.multiValue = [{ value: entry.value }];
-      entry.multiValue.push({ value });
-    } else {
-      out[name] = { value };
-    }
-  }
-  return out;
-}
-
-function request(uri, query, accept) {
-  const headers = { host: { value: 'd111111abcdef8.cloudfront.net' } };
-  if (accept !== null && accept !== undefined) headers.accept = { value: accept };
-  return {
-    version: '1.0',
-    context: { eventType: 'viewer-request', distributionId: 'EDFDVBD6EXAMPLE' },
-    viewer: { ip: '198.51.100.11' },
-    request: { method: 'GET', uri, querystring: queryObject(query), headers, cookies: {} },
-  };
 }
 
 function setKeys(fn, text) {
@@ -87,6 +56,7 @@ async function check(fn, c, label) {
   else assert.equal(body.param, c.error.param, label);
   assert.equal(result.headers['cache-control'].value, 'public, max-age=60', label);
   assert.equal(result.headers['content-type'].value, 'application/json', label);
+  assert.equal(result.headers['x-content-type-options'].value, 'nosniff', label);
   assert.ok(body.message.length > 0, label);
   for (const m of c.mentions || []) assert.ok(body.message.includes(m), `${label}: '${body.message}' should mention '${m}'`);
 }

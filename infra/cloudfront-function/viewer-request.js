@@ -11,6 +11,9 @@ import cf from 'cloudfront';
 var POLICY = null;
 // KeyValueStore key of the signing secrets (a keys file's text); absent = signing off.
 var KEYS_NAME = 'signing-keys';
+// Request header for viewer-response.js: set when fmt=auto chose the format (the response
+// then gets Vary: Accept); only ever set here, a viewer's own is removed.
+var AUTO_MARK = 'x-imgedge-auto';
 var MAX_SIDE = 8192;
 var MAX_QUERY = 2048;
 var MAX_KEY = 1024;
@@ -330,7 +333,9 @@ function reply(fail) {
     statusDescription: fail.status === 404 ? 'Not Found' : fail.status === 403 ? 'Forbidden' : 'Bad Request',
     headers: {
       'content-type': { value: 'application/json' },
-      'cache-control': { value: 'public, max-age=60' }
+      'cache-control': { value: 'public, max-age=60' },
+      // The response headers policy adds it to what the cache serves; this answer is ours.
+      'x-content-type-options': { value: 'nosniff' }
     },
     body: { encoding: 'text', data: JSON.stringify(body) }
   };
@@ -338,6 +343,8 @@ function reply(fail) {
 
 async function handler(event) {
   var request = event.request;
+  var headers = request.headers || (request.headers = {});
+  delete headers[AUTO_MARK];
   var master = masterFormat(request.uri);
   if (master instanceof Fail) return reply(master);
   try {
@@ -346,7 +353,10 @@ async function handler(event) {
     // request.uri as sent: nothing may rewrite the path or query before this line.
     if (list.length) list = await unsigned(request.uri, list);
     if (POLICY) list = expand(list);
-    request.querystring = canonical(list, master, header(request.headers, 'accept'));
+    request.querystring = canonical(list, master, header(headers, 'accept'));
+    for (var i = 0; i < list.length; i++) {
+      if (list[i][0] === 'fmt' && decode(list[i][1]) === 'auto') headers[AUTO_MARK] = { value: '1' };
+    }
   } catch (e) {
     if (e instanceof Fail) return reply(e);
     throw e;

@@ -6,13 +6,13 @@
 // test runs twice: on the source and on the minified artifact build.mjs makes for deployment.
 // Every case of the shared fixture tests/fixtures/spec-cases.json (also read by the Rust
 // VariantSpec tests) must give the same canonical query or the same error status/code/param.
-// Signed URLs and policies: viewer-request.fixtures.test.mjs.
+// Signed URLs and policies: viewer-request.fixtures.test.mjs. Vary: viewer-response.test.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { loadFunction } from './harness.mjs';
+import { loadFunction, viewerRequestEvent as event } from './harness.mjs';
 import { build } from './build.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -26,38 +26,8 @@ const minified = await build(null);
 function suite(label, handler) {
   const t = (name, fn) => test(`${label}: ${name}`, fn);
 
-// A raw query as CloudFront Functions present it: an object keyed by parameter name (as
-// sent, not decoded), values as sent; a repeated name carries every value in multiValue.
-// An empty pair (`a&&b`) is modelled as an empty name, which is also how `=5` arrives.
-function queryObject(raw) {
-  const out = {};
-  if (raw === '') return out;
-  for (const pair of raw.split('&')) {
-    const eq = pair.indexOf('=');
-    const name = eq < 0 ? pair : pair.slice(0, eq);
-    const value = eq < 0 ? '' : pair.slice(eq + 1);
-    if (Object.prototype.hasOwnProperty.call(out, name)) {
-      const entry = out[name];
-      if (!entry.multiValue) entry.multiValue = [{ value: entry.value }];
-      entry.multiValue.push({ value });
-    } else {
-      out[name] = { value };
-    }
-  }
-  return out;
-}
-
-function event(uri, query, accept) {
-  const headers = { host: { value: 'd111111abcdef8.cloudfront.net' } };
-  if (accept !== null && accept !== undefined) headers.accept = { value: accept };
-  return {
-    version: '1.0',
-    context: { eventType: 'viewer-request', distributionId: 'EDFDVBD6EXAMPLE' },
-    viewer: { ip: '198.51.100.11' },
-    request: { method: 'GET', uri, querystring: queryObject(query), headers, cookies: {} },
-  };
-}
-
+// Events are built by harness.mjs as CloudFront would: the raw query as an object (names and
+// values as sent, repeats under multiValue).
 function run(uri, query, accept) {
   return handler(event(uri, query, accept));
 }
@@ -67,6 +37,7 @@ function errorBody(result, label) {
   assert.ok(result.statusCode, `${label}: expected an error response, got request ${JSON.stringify(result)}`);
   assert.equal(result.headers['content-type'].value, 'application/json', label);
   assert.equal(result.headers['cache-control'].value, 'public, max-age=60', label);
+  assert.equal(result.headers['x-content-type-options'].value, 'nosniff', label);
   assert.equal(result.body.encoding, 'text', label);
   const body = JSON.parse(result.body.data);
   assert.equal(body.status, result.statusCode, label);
