@@ -36,12 +36,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIST="$ROOT/dist"
-FUNCTION_JS="$ROOT/infra/cloudfront-function/viewer-request.js"
 TEMPLATE="$ROOT/infra/template.yaml"
 REQUIRED_REGION=us-east-1
 
 DRY_RUN=0
 ASSUME_YES=0
+POLICY_FILE=""
 REGION=$REQUIRED_REGION
 STACK="${IMGEDGE_STACK:-imgedge}"
 
@@ -122,25 +122,30 @@ stack_output() {
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
 }
 
-# The CloudFront Function as deployed: minified by its package step (build.mjs, pinned
-# terser) to stay under CloudFront's 10 KB limit; FUNCTION_JS then names the built file.
-build_function() {
-  local dir="$ROOT/dist/cloudfront-function"
-  command -v node >/dev/null 2>&1 || die "node (>= 20) is needed to build the CloudFront Function"
+# The CloudFront Functions as deployed, in $DIST/cloudfront-function: minified by their
+# package step (build.mjs, pinned terser) to stay under CloudFront's 10 KB limit, with the
+# policy (--policy) baked into viewer-request.js; build.mjs refuses a bad policy, naming it.
+build_functions() {
+  local dir="$DIST/cloudfront-function" policy_args=()
+  [[ -z "$POLICY_FILE" ]] || policy_args=(--policy "$POLICY_FILE")
+  command -v node >/dev/null 2>&1 || die "node (>= 20) is needed to build the CloudFront Functions"
   [[ -d "$ROOT/infra/cloudfront-function/node_modules/terser" ]] ||
     (cd "$ROOT/infra/cloudfront-function" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
     die "npm ci in infra/cloudfront-function failed"
-  node "$ROOT/infra/cloudfront-function/build.mjs" --out "$dir" >&2 || die "the CloudFront Function did not build"
-  FUNCTION_JS="$dir/viewer-request.js"
+  node "$ROOT/infra/cloudfront-function/build.mjs" --out "$dir" "${policy_args[@]}" >&2 ||
+    die "the CloudFront Functions did not build${POLICY_FILE:+ (policy $POLICY_FILE)}"
 }
 
-# The template with the minified CloudFront Function inlined at its placeholder line.
+# The template with each minified CloudFront Function inlined at its placeholder line.
 render_template() {
-  local out=$1
-  grep -q '@@VIEWER_REQUEST_JS@@' "$TEMPLATE" || die "$TEMPLATE has no @@VIEWER_REQUEST_JS@@ placeholder"
-  build_function
-  awk -v js="$FUNCTION_JS" '
-    /@@VIEWER_REQUEST_JS@@/ {
+  local out=$1 placeholder dir="$DIST/cloudfront-function"
+  for placeholder in @@VIEWER_REQUEST_JS@@ @@VIEWER_RESPONSE_JS@@; do
+    grep -q "$placeholder" "$TEMPLATE" || die "$TEMPLATE has no $placeholder placeholder"
+  done
+  build_functions
+  awk -v request="$dir/viewer-request.js" -v response="$dir/viewer-response.js" '
+    /@@VIEWER_REQUEST_JS@@|@@VIEWER_RESPONSE_JS@@/ {
+      js = /@@VIEWER_REQUEST_JS@@/ ? request : response
       indent = $0; sub(/[^ ].*$/, "", indent)
       while ((getline line < js) > 0) print (line == "" ? "" : indent line)
       close(js); next

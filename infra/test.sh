@@ -73,14 +73,15 @@ function_deps() {
     (cd "$ROOT/infra/cloudfront-function" && npm ci --no-audit --no-fund --loglevel=error)
 }
 step "CloudFront Function build deps (npm ci)" function_deps
-step "CloudFront Function package (build.mjs: minified, < 10 KB)" node "$ROOT/infra/cloudfront-function/build.mjs" --out "$WORK/cloudfront-function"
-# What deploy.sh inlines: the minified build, not the source.
-FUNCTION_JS="$WORK/cloudfront-function/viewer-request.js"
+step "CloudFront Functions package (build.mjs: minified, < 10 KB each)" node "$ROOT/infra/cloudfront-function/build.mjs" --out "$WORK/cloudfront-function"
+# What deploy.sh inlines: the minified builds, not the sources.
+BUILT=(--function "$WORK/cloudfront-function/viewer-request.js" --response-function "$WORK/cloudfront-function/viewer-response.js"
+  --function-source "$ROOT/infra/cloudfront-function/viewer-request.js")
 
 step "render the template (deploy.sh render)" bash "$ROOT/infra/deploy.sh" render "$RENDERED"
 step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
-step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" --function "$FUNCTION_JS" --function-source "$ROOT/infra/cloudfront-function/viewer-request.js"
-step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS" --function-source "$ROOT/infra/cloudfront-function/viewer-request.js"
+step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" "${BUILT[@]}"
+step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" "${BUILT[@]}"
 step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
 step "shellcheck" run_shellcheck
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"
