@@ -133,6 +133,19 @@ test('the minified function with every fixture policy stays under 10 KB', async 
   }
 });
 
+test('a large policy still fits: 16 widths, 16 heights, 41 qualities, 20 presets', async (t) => {
+  // The size docs/url-api.md quotes; the headroom left for policies larger than the fixture's.
+  const sides = [64, 128, 160, 200, 256, 320, 400, 480, 512, 640, 768, 960, 1024, 1280, 1600, 2048];
+  const presets = {};
+  for (let i = 0; i < 20; i++) {
+    presets[`preset-${i}`] = `w=${sides[i % 16]}&h=${sides[(i + 3) % 16]}&fmt=${i % 2 ? 'auto' : 'webp'}&q=${60 + i}`;
+  }
+  const policy = { widths: sides, heights: sides, qualities: Array.from({ length: 41 }, (_, i) => 60 + i), presets };
+  const size = Buffer.byteLength(await build(policy));
+  t.diagnostic(`minified with the large policy: ${size} bytes`);
+  assert.ok(size < LIMIT, `${size} bytes`);
+});
+
 test('KVS errors other than a missing key fail closed (the function throws)', async () => {
   const fn = await functionFor(null, 'minified');
   const saved = fn.context.__modules.cloudfront.kvs;
