@@ -556,7 +556,9 @@ main() {
     die "--signing-keys goes with deploy; to change only the keys: deploy.sh signing-keys FILE|none"
   # Inputs are checked before anything is built, called or created.
   if [[ -n "$POLICY_FILE" && ("$cmd" == deploy || "$cmd" == render) ]]; then
-    [[ -f "$POLICY_FILE" && -r "$POLICY_FILE" ]] || die "--policy $POLICY_FILE: no such readable file (a policy.json: docs/url-api.md)"
+    local given="--policy $POLICY_FILE"
+    ((policy_given)) || given="IMGEDGE_POLICY_FILE=$POLICY_FILE"
+    [[ -f "$POLICY_FILE" && -r "$POLICY_FILE" ]] || die "$given: no such readable file (a policy.json: docs/url-api.md)"
     POLICY_FILE=$(absolute "$POLICY_FILE")
   fi
   if [[ -n "$SIGNING_KEYS" && "$SIGNING_KEYS" != none ]]; then

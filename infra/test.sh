@@ -3,8 +3,8 @@
 #   cfn-lint (0 errors, 0 warnings) on the template and on the template as deploy.sh renders it,
 #   policy rules (infra/policy) incl. their tests on deliberately broken copies,
 #   ShellCheck on every shell script of the repository,
-#   the viewer-request CloudFront Function's package step and node tests (shared fixtures),
-#   deploy.sh --dry-run call sequences and error messages.
+#   the CloudFront Functions' package step and node tests (shared fixtures),
+#   deploy.sh --dry-run call sequences and error messages, package.sh's config.json.
 #
 #   infra/test.sh           all of the above
 #   infra/test.sh --moto    also deploy.sh against a local moto server (slow: ~1 min)
@@ -78,7 +78,8 @@ step "CloudFront Functions package (build.mjs: minified, < 10 KB each)" node "$R
 BUILT=(--function "$WORK/cloudfront-function/viewer-request.js" --response-function "$WORK/cloudfront-function/viewer-response.js"
   --function-source "$ROOT/infra/cloudfront-function/viewer-request.js")
 
-step "render the template (deploy.sh render)" bash "$ROOT/infra/deploy.sh" render "$RENDERED"
+# Rendered as the checks' own build above was made: no policy, whatever the caller's shell has.
+step "render the template (deploy.sh render)" env IMGEDGE_POLICY_FILE= bash "$ROOT/infra/deploy.sh" render "$RENDERED"
 step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
 step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" "${BUILT[@]}"
 step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" "${BUILT[@]}"

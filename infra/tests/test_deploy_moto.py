@@ -62,7 +62,7 @@ class DeployAgainstMoto(unittest.TestCase):
                     raise
                 time.sleep(0.2)
         cls.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("IMGEDGE_")},
             "AWS_ENDPOINT_URL": cls.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
