@@ -9,15 +9,26 @@ case "${BASH_VERSION-}" in
     ;;
 esac
 
-# Deploy imgedge to AWS: S3 bucket + CloudFront (OAC) + CloudFront Function + Lambda@Edge,
+# Deploy imgedge to AWS: S3 bucket + CloudFront (OAC) + CloudFront Functions + Lambda@Edge,
 # all from infra/template.yaml in us-east-1. See docs/deploy.md.
 #
-#   infra/deploy.sh [--dry-run] deploy             build the function zip, upload it, deploy the stack
+#   infra/deploy.sh [--dry-run] deploy [--policy FILE] [--signing-keys FILE|none]
+#                                                  build the function zip, upload it, deploy the stack
+#   infra/deploy.sh [--dry-run] signing-keys FILE|none
+#                                                  only set the signing keys (rotation; no redeploy)
 #   infra/deploy.sh [--dry-run] invalidate PATH... invalidate cached URLs (e.g. '/outputs/*')
 #   infra/deploy.sh [--dry-run] outputs            print the stack's outputs (URLs, ids)
 #   infra/deploy.sh [--dry-run] [--yes] destroy    delete the stack after listing it and asking
 #                                                  (waits out Lambda@Edge replicas); --yes: don't ask
-#   infra/deploy.sh render [FILE]                  write the template with the CloudFront Function inlined
+#   infra/deploy.sh render [--policy FILE] [FILE]  write the template with the CloudFront Functions inlined
+#
+# --policy FILE: a policy.json (allowed widths, formats, …, presets; docs/url-api.md), checked
+#   first, baked into the viewer-request function and put into the Lambda's config.json. Part of
+#   each deploy: without it (or IMGEDGE_POLICY_FILE) the stack is deployed with no policy.
+# --signing-keys FILE: a keys file (one hex secret per line, >= 32 hex digits, '#' comments; at
+#   most 1 KB), checked first, then put into the stack's KeyValueStore after the deploy: every
+#   URL with a query must then be signed. none: delete the keys, signing off. The keys stay
+#   until changed (a deploy without the option leaves them); no secret is ever printed.
 #
 # --dry-run prints every AWS CLI call (one line each, starting with "+ aws") instead of running
 # it, and needs no AWS CLI, credentials, region or config; values that would come from AWS are
@@ -30,18 +41,22 @@ esac
 #   IMGEDGE_VARIANTS_EXPIRATION_DAYS=90 IMGEDGE_VERSIONING=false
 #   IMGEDGE_DOMAINS=a.example.com,b.example.com  IMGEDGE_CERT_ARN=arn:aws:acm:us-east-1:…
 #   IMGEDGE_MAX_PIXELS, IMGEDGE_MAX_BYTES  limits written into config.json by infra/package.sh
+#   IMGEDGE_POLICY_FILE                the --policy file when the option is not given
 #   IMGEDGE_ZIP                        use this prebuilt zip instead of running infra/package.sh
 #   IMGEDGE_DESTROY_RETRY_MINUTES=15 IMGEDGE_DESTROY_ATTEMPTS=16  destroy's wait for replicas
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIST="$ROOT/dist"
-FUNCTION_JS="$ROOT/infra/cloudfront-function/viewer-request.js"
 TEMPLATE="$ROOT/infra/template.yaml"
 REQUIRED_REGION=us-east-1
 
 DRY_RUN=0
 ASSUME_YES=0
+POLICY_FILE="${IMGEDGE_POLICY_FILE:-}"
+SIGNING_KEYS=""    # a keys file, "none", or empty: leave the KeyValueStore as it is
+SIGNING_KEYS_NAME=signing-keys # the KeyValueStore key the viewer-request function reads
+KVS_VALUE_LIMIT=1024           # bytes in one CloudFront KeyValueStore value
 REGION=$REQUIRED_REGION
 STACK="${IMGEDGE_STACK:-imgedge}"
 
@@ -122,30 +137,116 @@ stack_output() {
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
 }
 
-# The CloudFront Function as deployed: minified by its package step (build.mjs, pinned
-# terser) to stay under CloudFront's 10 KB limit; FUNCTION_JS then names the built file.
-build_function() {
-  local dir="$ROOT/dist/cloudfront-function"
-  command -v node >/dev/null 2>&1 || die "node (>= 20) is needed to build the CloudFront Function"
+# The CloudFront Functions as deployed, in $DIST/cloudfront-function: minified by their
+# package step (build.mjs, pinned terser) to stay under CloudFront's 10 KB limit, with the
+# policy (--policy) baked into viewer-request.js; build.mjs refuses a bad policy, naming it.
+build_functions() {
+  local dir="$DIST/cloudfront-function" policy_args=()
+  [[ -z "$POLICY_FILE" ]] || policy_args=(--policy "$POLICY_FILE")
+  command -v node >/dev/null 2>&1 || die "node (>= 20) is needed to build the CloudFront Functions"
   [[ -d "$ROOT/infra/cloudfront-function/node_modules/terser" ]] ||
     (cd "$ROOT/infra/cloudfront-function" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
     die "npm ci in infra/cloudfront-function failed"
-  node "$ROOT/infra/cloudfront-function/build.mjs" --out "$dir" >&2 || die "the CloudFront Function did not build"
-  FUNCTION_JS="$dir/viewer-request.js"
+  node "$ROOT/infra/cloudfront-function/build.mjs" --out "$dir" "${policy_args[@]}" >&2 ||
+    die "the CloudFront Functions did not build${POLICY_FILE:+ (policy $POLICY_FILE)}"
 }
 
-# The template with the minified CloudFront Function inlined at its placeholder line.
+# The template with each minified CloudFront Function inlined at its placeholder line.
 render_template() {
-  local out=$1
-  grep -q '@@VIEWER_REQUEST_JS@@' "$TEMPLATE" || die "$TEMPLATE has no @@VIEWER_REQUEST_JS@@ placeholder"
-  build_function
-  awk -v js="$FUNCTION_JS" '
-    /@@VIEWER_REQUEST_JS@@/ {
+  local out=$1 placeholder dir="$DIST/cloudfront-function"
+  for placeholder in @@VIEWER_REQUEST_JS@@ @@VIEWER_RESPONSE_JS@@; do
+    grep -q "$placeholder" "$TEMPLATE" || die "$TEMPLATE has no $placeholder placeholder"
+  done
+  build_functions
+  awk -v request="$dir/viewer-request.js" -v response="$dir/viewer-response.js" '
+    /@@VIEWER_REQUEST_JS@@|@@VIEWER_RESPONSE_JS@@/ {
+      js = /@@VIEWER_REQUEST_JS@@/ ? request : response
       indent = $0; sub(/[^ ].*$/, "", indent)
       while ((getline line < js) > 0) print (line == "" ? "" : indent line)
       close(js); next
     }
     { print }' "$TEMPLATE" >"$out"
+}
+
+# A keys file as edge/src/sign.rs (SigningKeys::parse) and the viewer-request function read
+# it: lines trimmed; blank and '#' lines skipped; every other line a hex secret of at least 32
+# hex digits, an even count; at least one secret. A bad line is named by its number, never
+# shown (it may be a secret with a typo). Its text becomes one KeyValueStore value: <= 1 KB.
+check_signing_keys() {
+  local file=$1 line n=0 secrets=0 size
+  [[ -f "$file" && -r "$file" ]] || die "--signing-keys $file: no such readable file (a keys file: one hex secret per line; or 'none' to turn signing off)"
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    n=$((n + 1))
+    line="${line#"${line%%[![:space:]]*}"}"
+    line="${line%"${line##*[![:space:]]}"}"
+    [[ -z "$line" || "$line" == "#"* ]] && continue
+    if ((${#line} >= 32 && ${#line} % 2 == 0)) && [[ "$line" =~ ^[[:xdigit:]]+$ ]]; then
+      secrets=$((secrets + 1))
+    else
+      die "signing keys $file, line $n: not a secret; each line is a hex secret of at least 32 hex digits (an even count, nothing else on the line), a '#' comment or blank"
+    fi
+  done <"$file"
+  ((secrets > 0)) || die "signing keys $file: the file holds no secret; add one hex secret per line (e.g. from 'openssl rand -hex 32'), or pass 'none' to turn signing off"
+  size=$(wc -c <"$file")
+  ((size <= KVS_VALUE_LIMIT)) || die "signing keys $file: $((size)) bytes, but a CloudFront KeyValueStore value holds at most $KVS_VALUE_LIMIT; drop comments or retired keys (about 14 secrets of 64 hex digits fit)"
+  SIGNING_KEY_COUNT=$secrets
+}
+
+# A path as an absolute one (the AWS CLI's file:// and package.sh run elsewhere).
+absolute() {
+  printf '%s/%s\n' "$(cd "$(dirname "$1")" && pwd)" "$(basename "$1")"
+}
+
+# A cloudfront-keyvaluestore call (SigV4A). Its text output goes to KVS_OUT, its error to
+# KVS_WHY (globals: no subshell, so callers can read them); --dry-run prints it and answers
+# $1. AWS CLI v1 without the CRT cannot sign these calls: say how to get one that can.
+kvs() {
+  local placeholder=$1 errors status=0
+  shift
+  KVS_OUT="" KVS_WHY=""
+  if ((DRY_RUN)); then
+    show aws cloudfront-keyvaluestore "$@" --region "$REGION" --output text
+    KVS_OUT=$placeholder
+    return 0
+  fi
+  errors=$(mktemp)
+  KVS_OUT=$(aws cloudfront-keyvaluestore "$@" --region "$REGION" --output text 2>"$errors") || status=$?
+  KVS_WHY=$(tr '\n' ' ' <"$errors")
+  rm -f "$errors"
+  case "$KVS_WHY" in
+    *"botocore[crt]"* | *"Missing Dependency"*)
+      die "this AWS CLI cannot sign CloudFront KeyValueStore calls (SigV4A): use AWS CLI v2, or add the CRT to v1 ('pip install \"botocore[crt]\"'); the signing keys were not changed" ;;
+  esac
+  return "$status"
+}
+
+# --signing-keys: the keys file's text into the stack's KeyValueStore under signing-keys (the
+# CLI reads the file itself, file://, so no secret is on a command line or in any output), or
+# with 'none' the key deleted (signing off). Conditional on the store's ETag (if-match), so a
+# concurrent change is refused rather than overwritten.
+apply_signing_keys() {
+  local arn etag
+  arn=$(stack_output SigningKeyValueStoreArn)
+  [[ -n "$arn" && "$arn" != None ]] ||
+    die "stack $STACK has no SigningKeyValueStoreArn output (not deployed, or deployed from an older template: run 'deploy.sh deploy'); the signing keys were not changed"
+  kvs "<ETag>" describe-key-value-store --kvs-arn "$arn" --query ETag ||
+    die "cannot read the KeyValueStore $arn ($KVS_WHY); the signing keys were not changed"
+  etag=$KVS_OUT
+  if [[ "$SIGNING_KEYS" == none ]]; then
+    if kvs "" delete-key --kvs-arn "$arn" --key "$SIGNING_KEYS_NAME" --if-match "$etag"; then
+      say "signing keys deleted: signing is off (URLs need no sig) once CloudFront has the change, within seconds"
+    else
+      case "$KVS_WHY" in
+        *ResourceNotFound*) say "no signing keys were set: signing was already off" ;;
+        *) die "cannot delete the signing keys from $arn ($KVS_WHY); signing is unchanged" ;;
+      esac
+    fi
+    return
+  fi
+  kvs "" put-key --kvs-arn "$arn" --key "$SIGNING_KEYS_NAME" --value "file://$SIGNING_KEYS" --if-match "$etag" ||
+    die "cannot put the signing keys into $arn ($KVS_WHY); signing is unchanged (a ConflictException means it changed meanwhile: run again)"
+  say "signing keys set: $SIGNING_KEY_COUNT secret(s) from $SIGNING_KEYS in $arn (key $SIGNING_KEYS_NAME);"
+  say "within seconds every URL with a query needs a valid sig (docs/url-api.md#signed-urls)"
 }
 
 sha256_of() {
@@ -160,15 +261,17 @@ build_zip() {
   if [[ -n "${IMGEDGE_ZIP:-}" ]]; then
     [[ -f "$IMGEDGE_ZIP" ]] || die "IMGEDGE_ZIP=$IMGEDGE_ZIP does not exist"
     ZIP="$IMGEDGE_ZIP"
-    say "using the prebuilt function zip $ZIP (IMGEDGE_ZIP); its config.json must name bucket $BUCKET"
+    say "using the prebuilt function zip $ZIP (IMGEDGE_ZIP); its config.json must name bucket $BUCKET${POLICY_FILE:+ and hold the policy of $POLICY_FILE}"
     return
   fi
   ZIP="$DIST/edge-function.zip"
   # infra/package.sh builds the Rust bootstrap and writes index.mjs, bootstrap and
-  # config.json ({bucket, region, max_pixels, max_bytes}) at the zip's root.
+  # config.json ({bucket, region, max_pixels, max_bytes[, policy]}) at the zip's root.
   local env_args=("IMGEDGE_BUCKET=$BUCKET" "IMGEDGE_REGION=$REGION")
   [[ -z "${IMGEDGE_MAX_PIXELS:-}" ]] || env_args+=("IMGEDGE_MAX_PIXELS=$IMGEDGE_MAX_PIXELS")
   [[ -z "${IMGEDGE_MAX_BYTES:-}" ]] || env_args+=("IMGEDGE_MAX_BYTES=$IMGEDGE_MAX_BYTES")
+  # Always passed, empty for none: a policy in the caller's environment must not slip in.
+  env_args+=("IMGEDGE_POLICY_FILE=$POLICY_FILE")
   if ((DRY_RUN)); then
     show env "${env_args[@]}" "$ROOT/infra/package.sh"
     return
@@ -258,14 +361,16 @@ print_outputs() {
 }
 
 cmd_deploy() {
+  # The CloudFront Functions first: it checks the policy before anything is called or created.
+  mkdir -p "$DIST"
+  local rendered="$DIST/template.yaml"
+  render_template "$rendered"
+  [[ -n "$POLICY_FILE" ]] || say "no policy (--policy FILE): the URL API's full ranges are allowed"
   preflight
   check_bucket_is_new
   build_zip
   ensure_artifact_bucket
   upload_zip
-  mkdir -p "$DIST"
-  local rendered="$DIST/template.yaml"
-  render_template "$rendered"
   say "deploying stack $STACK (bucket $BUCKET); a new distribution takes 5-15 minutes"
   # A template body above 51,200 bytes must travel through S3. `cloudformation deploy`
   # uploads it without an owner condition; the bucket was just checked to be ours, and a
@@ -289,6 +394,9 @@ cmd_deploy() {
     "AcmCertificateArn=${IMGEDGE_CERT_ARN:-}"; then
     die "the stack deployment failed: see 'aws cloudformation describe-stack-events --stack-name $STACK --region $REGION'; a stack whose first creation failed (ROLLBACK_COMPLETE) must be removed with 'deploy.sh destroy' before deploying again"
   fi
+  # After the stack, which creates the store. On a first deploy the bucket is new and empty
+  # until then, so nothing can be made unsigned in between.
+  [[ -z "$SIGNING_KEYS" ]] || apply_signing_keys
   print_outputs
   local url
   url=$(stack_output ExampleUrl)
@@ -301,6 +409,14 @@ cmd_deploy() {
 cmd_outputs() {
   preflight
   print_outputs
+}
+
+cmd_signing_keys() {
+  (($# == 1)) || die "signing-keys needs one argument: a keys file, or 'none' to turn signing off"
+  SIGNING_KEYS=$1
+  [[ "$SIGNING_KEYS" == none ]] || { check_signing_keys "$SIGNING_KEYS"; SIGNING_KEYS=$(absolute "$SIGNING_KEYS"); }
+  preflight
+  apply_signing_keys
 }
 
 cmd_invalidate() {
@@ -416,22 +532,44 @@ cmd_destroy() {
 }
 
 main() {
-  local args=()
+  local args=() policy_given=0
   while (($#)); do
     case "$1" in
       --dry-run) DRY_RUN=1 ;;
       -y | --yes) ASSUME_YES=1 ;;
       -h | --help) usage; exit 0 ;;
+      --policy | --signing-keys)
+        (($# > 1)) || die "$1 needs an argument: a file (docs/deploy.md)"
+        if [[ "$1" == --policy ]]; then POLICY_FILE=$2 policy_given=1; else SIGNING_KEYS=$2; fi
+        shift ;;
       *) args+=("$1") ;;
     esac
     shift
   done
   ((${#args[@]})) || { usage >&2; exit 2; }
-  # Dry-run lines go to stdout even from inside command substitutions.
-  exec 3>&1
   local cmd=${args[0]}
   case "$cmd" in
+    deploy | render) ;;
+    *) ((!policy_given)) || die "--policy goes with deploy (or render), not $cmd" ;;
+  esac
+  [[ -z "$SIGNING_KEYS" || "$cmd" == deploy ]] ||
+    die "--signing-keys goes with deploy; to change only the keys: deploy.sh signing-keys FILE|none"
+  # Inputs are checked before anything is built, called or created.
+  if [[ -n "$POLICY_FILE" && ("$cmd" == deploy || "$cmd" == render) ]]; then
+    local given="--policy $POLICY_FILE"
+    ((policy_given)) || given="IMGEDGE_POLICY_FILE=$POLICY_FILE"
+    [[ -f "$POLICY_FILE" && -r "$POLICY_FILE" ]] || die "$given: no such readable file (a policy.json: docs/url-api.md)"
+    POLICY_FILE=$(absolute "$POLICY_FILE")
+  fi
+  if [[ -n "$SIGNING_KEYS" && "$SIGNING_KEYS" != none ]]; then
+    check_signing_keys "$SIGNING_KEYS"
+    SIGNING_KEYS=$(absolute "$SIGNING_KEYS")
+  fi
+  # Dry-run lines go to stdout even from inside command substitutions.
+  exec 3>&1
+  case "$cmd" in
     deploy) cmd_deploy ;;
+    signing-keys) cmd_signing_keys "${args[@]:1}" ;;
     invalidate) cmd_invalidate "${args[@]:1}" ;;
     outputs) cmd_outputs ;;
     destroy) cmd_destroy ;;

@@ -3,8 +3,8 @@
 #   cfn-lint (0 errors, 0 warnings) on the template and on the template as deploy.sh renders it,
 #   policy rules (infra/policy) incl. their tests on deliberately broken copies,
 #   ShellCheck on every shell script of the repository,
-#   the viewer-request CloudFront Function's package step and node tests (shared fixtures),
-#   deploy.sh --dry-run call sequences and error messages.
+#   the CloudFront Functions' package step and node tests (shared fixtures),
+#   deploy.sh --dry-run call sequences and error messages, package.sh's config.json.
 #
 #   infra/test.sh           all of the above
 #   infra/test.sh --moto    also deploy.sh against a local moto server (slow: ~1 min)
@@ -73,14 +73,16 @@ function_deps() {
     (cd "$ROOT/infra/cloudfront-function" && npm ci --no-audit --no-fund --loglevel=error)
 }
 step "CloudFront Function build deps (npm ci)" function_deps
-step "CloudFront Function package (build.mjs: minified, < 10 KB)" node "$ROOT/infra/cloudfront-function/build.mjs" --out "$WORK/cloudfront-function"
-# What deploy.sh inlines: the minified build, not the source.
-FUNCTION_JS="$WORK/cloudfront-function/viewer-request.js"
+step "CloudFront Functions package (build.mjs: minified, < 10 KB each)" node "$ROOT/infra/cloudfront-function/build.mjs" --out "$WORK/cloudfront-function"
+# What deploy.sh inlines: the minified builds, not the sources.
+BUILT=(--function "$WORK/cloudfront-function/viewer-request.js" --response-function "$WORK/cloudfront-function/viewer-response.js"
+  --function-source "$ROOT/infra/cloudfront-function/viewer-request.js")
 
-step "render the template (deploy.sh render)" bash "$ROOT/infra/deploy.sh" render "$RENDERED"
+# Rendered as the checks' own build above was made: no policy, whatever the caller's shell has.
+step "render the template (deploy.sh render)" env IMGEDGE_POLICY_FILE= bash "$ROOT/infra/deploy.sh" render "$RENDERED"
 step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
-step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" --function "$FUNCTION_JS" --function-source "$ROOT/infra/cloudfront-function/viewer-request.js"
-step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --function "$FUNCTION_JS" --function-source "$ROOT/infra/cloudfront-function/viewer-request.js"
+step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" "${BUILT[@]}"
+step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" "${BUILT[@]}"
 step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
 step "shellcheck" run_shellcheck
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"

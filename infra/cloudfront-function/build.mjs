@@ -1,13 +1,16 @@
-// Package step of the viewer-request CloudFront Function:
+// Package step of the CloudFront Functions (viewer-request.js, viewer-response.js):
 //
 //   node infra/cloudfront-function/build.mjs [--policy policy.json] [--out DIR]
+//   node infra/cloudfront-function/build.mjs --check --policy policy.json
 //
 // 1. checks the policy (same rules as edge/src/policy.rs) and compiles it into the form
 //    the function compares with (dpr in hundredths, fmt jpg = jpeg, bg lowercase);
-// 2. bakes it into the source in place of `var POLICY = null;`;
-// 3. minifies with terser (pinned in package.json / package-lock.json) — CloudFront
-//    Functions are limited to 10 KB — and loads the result once as CloudFront would;
-// 4. writes DIR/viewer-request.js (default: dist/ beside this file) and prints its size.
+//    --check stops here (infra/package.sh uses it before putting the policy in config.json);
+// 2. bakes it into the viewer-request source in place of `var POLICY = null;`;
+// 3. minifies both functions with terser (pinned in package.json / package-lock.json) —
+//    CloudFront Functions are limited to 10 KB — and loads each once as CloudFront would;
+// 4. writes DIR/viewer-request.js and DIR/viewer-response.js (default: dist/ beside this
+//    file) and prints their sizes.
 //
 // The policy is baked in rather than read from the KeyValueStore: KVS values are at most
 // 1 KB (a few presets exceed it), a bad policy fails here instead of on every request, and
@@ -19,6 +22,7 @@ import { loadFunction } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const SOURCE = path.join(here, 'viewer-request.js');
+export const RESPONSE_SOURCE = path.join(here, 'viewer-response.js');
 export const LIMIT = 10240;
 const PLACEHOLDER = 'var POLICY = null;';
 const MAX_SIDE = 8192;
@@ -167,22 +171,31 @@ export async function build(policy = null, source = readFileSync(SOURCE, 'utf8')
   return code;
 }
 
+/** The deployable viewer-response function: minified, loadable (it needs no policy). */
+export async function buildResponse(source = readFileSync(RESPONSE_SOURCE, 'utf8')) {
+  const code = await minify(source);
+  loadFunction(code, 'viewer-response.min.js');
+  return code;
+}
+
 async function main(argv) {
   let policyFile = null;
   let out = path.join(here, 'dist');
+  let checkOnly = false;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--policy') policyFile = argv[++i];
     else if (argv[i] === '--out') out = argv[++i];
+    else if (argv[i] === '--check') checkOnly = true;
     else if (argv[i] === '-h' || argv[i] === '--help') {
-      console.log('usage: node build.mjs [--policy policy.json] [--out DIR]');
+      console.log('usage: node build.mjs [--policy policy.json] [--out DIR] | --check --policy policy.json');
       return 0;
     } else {
       console.error(`build.mjs: unknown argument ${argv[i]}`);
       return 2;
     }
   }
-  if (!out) {
-    console.error('build.mjs: --out needs a directory');
+  if (!out || policyFile === undefined || (checkOnly && !policyFile)) {
+    console.error('build.mjs: --out needs a directory, --policy a file (and --check needs --policy)');
     return 2;
   }
   let policy = null;
@@ -194,23 +207,33 @@ async function main(argv) {
       return 1;
     }
   }
-  let code;
+  let codes;
   try {
-    code = await build(policy);
+    if (checkOnly) {
+      compilePolicy(policy);
+      console.log(`${policyFile}: a valid policy`);
+      return 0;
+    }
+    codes = { 'viewer-request.js': await build(policy), 'viewer-response.js': await buildResponse() };
   } catch (e) {
     if (!(e instanceof PolicyError)) throw e;
     console.error(`build.mjs: ${policyFile}: ${e.message}`);
     return 1;
   }
-  const size = Buffer.byteLength(code);
-  if (size >= LIMIT) {
-    console.error(`build.mjs: the minified function is ${size} bytes; CloudFront allows less than ${LIMIT}`);
-    return 1;
+  for (const [name, code] of Object.entries(codes)) {
+    const size = Buffer.byteLength(code);
+    if (size >= LIMIT) {
+      console.error(`build.mjs: the minified ${name} is ${size} bytes; CloudFront allows less than ${LIMIT}`);
+      return 1;
+    }
   }
   mkdirSync(out, { recursive: true });
-  const file = path.join(out, 'viewer-request.js');
-  writeFileSync(file, code);
-  console.log(`${file}: ${size} bytes (limit ${LIMIT})${policyFile ? `, policy ${policyFile}` : ''}`);
+  for (const [name, code] of Object.entries(codes)) {
+    const file = path.join(out, name);
+    writeFileSync(file, code);
+    const policyNote = name === 'viewer-request.js' && policyFile ? `, policy ${policyFile}` : '';
+    console.log(`${file}: ${Buffer.byteLength(code)} bytes (limit ${LIMIT})${policyNote}`);
+  }
   return 0;
 }
 

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { loadFunction } from './harness.mjs';
+import { loadFunction, viewerRequestEvent as request } from './harness.mjs';
 import { bake, build, compilePolicy, LIMIT, PolicyError, SOURCE } from './build.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -31,37 +31,6 @@ async function functionFor(policy, variant) {
   return loaded.get(id);
 }
 
-// The query object CloudFront gives a function: names as sent, in order of first
-// appearance, values as sent, repeats under multiValue.
-function queryObject(raw) {
-  const out = {};
-  if (raw === '') return out;
-  for (const pair of raw.split('&')) {
-    const eq = pair.indexOf('=');
-    const name = eq < 0 ? pair : pair.slice(0, eq);
-    const value = eq < 0 ? '' : pair.slice(eq + 1);
-    if (Object.prototype.hasOwnProperty.call(out, name)) {
-      const entry = out[name];
-      if (!entry.multiValue) entry.multiValue = [{ value: entry.value }];
-      entry.multiValue.push({ value });
-    } else {
-      out[name] = { value };
-    }
-  }
-  return out;
-}
-
-function request(uri, query, accept) {
-  const headers = { host: { value: 'd111111abcdef8.cloudfront.net' } };
-  if (accept !== null && accept !== undefined) headers.accept = { value: accept };
-  return {
-    version: '1.0',
-    context: { eventType: 'viewer-request', distributionId: 'EDFDVBD6EXAMPLE' },
-    viewer: { ip: '198.51.100.11' },
-    request: { method: 'GET', uri, querystring: queryObject(query), headers, cookies: {} },
-  };
-}
-
 function setKeys(fn, text) {
   for (const k of Object.keys(fn.store)) delete fn.store[k];
   if (text !== null) fn.store['signing-keys'] = text;
@@ -74,7 +43,8 @@ async function check(fn, c, label) {
   if (c.error === undefined) {
     assert.equal(result.statusCode, undefined, `${label}: unexpected error ${result.body && result.body.data}`);
     assert.equal(result.querystring, c.canonical, label);
-    assert.equal(result.uri, c.uri, `${label}: the path goes on as sent`);
+    // Verified as sent, forwarded in normal form (the fixture's forwarded; absent = unchanged).
+    assert.equal(result.uri, c.forwarded === undefined ? c.uri : c.forwarded, `${label}: the forwarded path`);
     return;
   }
   assert.ok(result.statusCode, `${label}: expected an error, got the request ${JSON.stringify(result.querystring)}`);
@@ -86,6 +56,7 @@ async function check(fn, c, label) {
   else assert.equal(body.param, c.error.param, label);
   assert.equal(result.headers['cache-control'].value, 'public, max-age=60', label);
   assert.equal(result.headers['content-type'].value, 'application/json', label);
+  assert.equal(result.headers['x-content-type-options'].value, 'nosniff', label);
   assert.ok(body.message.length > 0, label);
   for (const m of c.mentions || []) assert.ok(body.message.includes(m), `${label}: '${body.message}' should mention '${m}'`);
 }
@@ -160,6 +131,19 @@ test('the minified function with every fixture policy stays under 10 KB', async 
     const size = Buffer.byteLength(await build(policy));
     assert.ok(size < LIMIT, `${name}: ${size} bytes`);
   }
+});
+
+test('a large policy still fits: 16 widths, 16 heights, 41 qualities, 20 presets', async (t) => {
+  // The size docs/url-api.md quotes; the headroom left for policies larger than the fixture's.
+  const sides = [64, 128, 160, 200, 256, 320, 400, 480, 512, 640, 768, 960, 1024, 1280, 1600, 2048];
+  const presets = {};
+  for (let i = 0; i < 20; i++) {
+    presets[`preset-${i}`] = `w=${sides[i % 16]}&h=${sides[(i + 3) % 16]}&fmt=${i % 2 ? 'auto' : 'webp'}&q=${60 + i}`;
+  }
+  const policy = { widths: sides, heights: sides, qualities: Array.from({ length: 41 }, (_, i) => 60 + i), presets };
+  const size = Buffer.byteLength(await build(policy));
+  t.diagnostic(`minified with the large policy: ${size} bytes`);
+  assert.ok(size < LIMIT, `${size} bytes`);
 });
 
 test('KVS errors other than a missing key fail closed (the function throws)', async () => {

@@ -1,8 +1,9 @@
 // imgedge viewer-request (cloudfront-js-2.0): mirrors edge/src/key.rs, sign.rs, policy.rs and
 // spec.rs. Order: key (400) -> signature (403) -> preset -> query (400) -> policy (400). Then
-// the canonical query, fmt=auto from Accept, so equivalent URLs share one cache entry; bad
-// URLs get the origin's JSON errors here. Deployed minified by build.mjs (the 10 KB limit),
-// which also bakes the policy in; tested on tests/fixtures/{spec,signature,policy}-cases.json.
+// the canonical query, fmt=auto from Accept, and the path's percent-encoding normalised, so
+// equivalent URLs share one cache entry; bad URLs get the origin's JSON errors here. Deployed
+// minified by build.mjs (the 10 KB limit), which also bakes the policy in; tested on
+// tests/fixtures/{spec,signature,policy}-cases.json.
 import crypto from 'crypto';
 import cf from 'cloudfront';
 
@@ -10,6 +11,9 @@ import cf from 'cloudfront';
 var POLICY = null;
 // KeyValueStore key of the signing secrets (a keys file's text); absent = signing off.
 var KEYS_NAME = 'signing-keys';
+// Request header for viewer-response.js: set when fmt=auto chose the format (the response
+// then gets Vary: Accept); only ever set here, a viewer's own is removed.
+var AUTO_MARK = 'x-imgedge-auto';
 var MAX_SIDE = 8192;
 var MAX_QUERY = 2048;
 var MAX_KEY = 1024;
@@ -101,6 +105,16 @@ function masterFormat(uri) {
     return badKey('the path must name an image ending in .png, .jpg, .jpeg or .webp (lowercase)');
   }
   return MASTERS[ext];
+}
+
+// One spelling per path (RFC 3986 6.2.2): escapes of unreserved characters (ALPHA DIGIT
+// - . _ ~) decoded, every other escape in uppercase hex, the rest as sent. It decodes to
+// the same key, so the key check before it holds for it too.
+function normalPath(uri) {
+  return uri.replace(/%([0-9A-Fa-f]{2})/g, function (escape, hex) {
+    var c = String.fromCharCode(parseInt(hex, 16));
+    return /[A-Za-z0-9._~-]/.test(c) ? c : escape.toUpperCase();
+  });
 }
 
 // The query object as [name, rawValue] pairs. CloudFront groups repeats under
@@ -319,7 +333,9 @@ function reply(fail) {
     statusDescription: fail.status === 404 ? 'Not Found' : fail.status === 403 ? 'Forbidden' : 'Bad Request',
     headers: {
       'content-type': { value: 'application/json' },
-      'cache-control': { value: 'public, max-age=60' }
+      'cache-control': { value: 'public, max-age=60' },
+      // The response headers policy adds it to what the cache serves; this answer is ours.
+      'x-content-type-options': { value: 'nosniff' }
     },
     body: { encoding: 'text', data: JSON.stringify(body) }
   };
@@ -327,6 +343,8 @@ function reply(fail) {
 
 async function handler(event) {
   var request = event.request;
+  var headers = request.headers || (request.headers = {});
+  delete headers[AUTO_MARK];
   var master = masterFormat(request.uri);
   if (master instanceof Fail) return reply(master);
   try {
@@ -335,10 +353,15 @@ async function handler(event) {
     // request.uri as sent: nothing may rewrite the path or query before this line.
     if (list.length) list = await unsigned(request.uri, list);
     if (POLICY) list = expand(list);
-    request.querystring = canonical(list, master, header(request.headers, 'accept'));
+    request.querystring = canonical(list, master, header(headers, 'accept'));
+    for (var i = 0; i < list.length; i++) {
+      if (list[i][0] === 'fmt' && decode(list[i][1]) === 'auto') headers[AUTO_MARK] = { value: '1' };
+    }
   } catch (e) {
     if (e instanceof Fail) return reply(e);
     throw e;
   }
+  // Only now, after the signature was checked on the path as sent.
+  request.uri = normalPath(request.uri);
   return request;
 }

@@ -6,13 +6,13 @@
 // test runs twice: on the source and on the minified artifact build.mjs makes for deployment.
 // Every case of the shared fixture tests/fixtures/spec-cases.json (also read by the Rust
 // VariantSpec tests) must give the same canonical query or the same error status/code/param.
-// Signed URLs and policies: viewer-request.fixtures.test.mjs.
+// Signed URLs and policies: viewer-request.fixtures.test.mjs. Vary: viewer-response.test.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { loadFunction } from './harness.mjs';
+import { loadFunction, viewerRequestEvent as event } from './harness.mjs';
 import { build } from './build.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -26,38 +26,8 @@ const minified = await build(null);
 function suite(label, handler) {
   const t = (name, fn) => test(`${label}: ${name}`, fn);
 
-// A raw query as CloudFront Functions present it: an object keyed by parameter name (as
-// sent, not decoded), values as sent; a repeated name carries every value in multiValue.
-// An empty pair (`a&&b`) is modelled as an empty name, which is also how `=5` arrives.
-function queryObject(raw) {
-  const out = {};
-  if (raw === '') return out;
-  for (const pair of raw.split('&')) {
-    const eq = pair.indexOf('=');
-    const name = eq < 0 ? pair : pair.slice(0, eq);
-    const value = eq < 0 ? '' : pair.slice(eq + 1);
-    if (Object.prototype.hasOwnProperty.call(out, name)) {
-      const entry = out[name];
-      if (!entry.multiValue) entry.multiValue = [{ value: entry.value }];
-      entry.multiValue.push({ value });
-    } else {
-      out[name] = { value };
-    }
-  }
-  return out;
-}
-
-function event(uri, query, accept) {
-  const headers = { host: { value: 'd111111abcdef8.cloudfront.net' } };
-  if (accept !== null && accept !== undefined) headers.accept = { value: accept };
-  return {
-    version: '1.0',
-    context: { eventType: 'viewer-request', distributionId: 'EDFDVBD6EXAMPLE' },
-    viewer: { ip: '198.51.100.11' },
-    request: { method: 'GET', uri, querystring: queryObject(query), headers, cookies: {} },
-  };
-}
-
+// Events are built by harness.mjs as CloudFront would: the raw query as an object (names and
+// values as sent, repeats under multiValue).
 function run(uri, query, accept) {
   return handler(event(uri, query, accept));
 }
@@ -67,6 +37,7 @@ function errorBody(result, label) {
   assert.ok(result.statusCode, `${label}: expected an error response, got request ${JSON.stringify(result)}`);
   assert.equal(result.headers['content-type'].value, 'application/json', label);
   assert.equal(result.headers['cache-control'].value, 'public, max-age=60', label);
+  assert.equal(result.headers['x-content-type-options'].value, 'nosniff', label);
   assert.equal(result.body.encoding, 'text', label);
   const body = JSON.parse(result.body.data);
   assert.equal(body.status, result.statusCode, label);
@@ -108,9 +79,33 @@ t('every key case of the shared fixture', async () => {
     if (c.error) expectError(result, c.error, c.uri);
     else {
       expectCanonical(result, '', c.uri);
-      assert.equal(result.uri, c.uri, 'the path is forwarded untouched');
+      assert.equal(decodeURIComponent(result.uri.slice(1)), c.key, `${c.uri}: the forwarded path names the same key`);
     }
   }
+});
+
+// Spellings of one key share one cache entry: the forwarded path is the RFC 3986 normal form.
+t('every path case of the shared fixture', async () => {
+  assert.ok(fixture.path_cases.length >= 10);
+  for (const c of fixture.path_cases) {
+    for (const query of ['', 'w=5']) {
+      const result = await run(c.uri, query, null);
+      assert.equal(result.statusCode, undefined, `${c.uri}?${query}: ${result.body && result.body.data}`);
+      assert.equal(result.uri, c.forwarded, `${c.uri}?${query}`);
+    }
+    assert.equal((await run(c.forwarded, '', null)).uri, c.forwarded, `${c.forwarded} is its own normal form`);
+    assert.equal(decodeURIComponent(c.forwarded.slice(1)), c.key, `${c.forwarded} names ${c.key}`);
+    assert.equal(decodeURIComponent(c.uri.slice(1)), c.key, `${c.uri} names ${c.key}`);
+  }
+});
+
+t('a signed path is verified as sent, then forwarded in normal form', async () => {
+  // The signature covers the path exactly as sent; the cache sees the normal form.
+  const sent = '/caf%c3%a9/%41.png';
+  const e = event(sent, 'w=5', null);
+  const result = await handler(e);
+  assert.equal(result.uri, '/caf%C3%A9/A.png');
+  assert.equal(result.querystring, 'w=5');
 });
 
 
@@ -313,6 +308,9 @@ t('fuzz: arbitrary paths and queries give a request or a JSON error, never an ex
       assert.ok(['invalid_key', 'invalid_parameter', 'not_found'].includes(body.error), `${uri}?${query}`);
     } else {
       assert.equal(typeof result.querystring, 'string', `${uri}?${query}`);
+      // The normal form names the same key and is a fixed point.
+      assert.equal(decodeURIComponent(result.uri), decodeURIComponent(uri), uri);
+      assert.equal((await run(result.uri, '', null)).uri, result.uri, uri);
     }
   }
 });

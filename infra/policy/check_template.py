@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Policy rules for infra/template.yaml (DESIGN.md §7, issue 6), in the spirit of cfn-guard.
 
-Usage: check_template.py TEMPLATE [--function BUILT_JS] [--function-source SOURCE_JS]
+Usage: check_template.py TEMPLATE [--function BUILT_JS] [--response-function BUILT_JS]
+                         [--function-source SOURCE_JS]
 
---function is what deploy.sh inlines (build.mjs's minified output), compared byte for byte with
-the template's FunctionCode; --function-source is infra/cloudfront-function/viewer-request.js,
-whose NAMES line must list the URL API's parameters (the minifier renames that variable).
+--function and --response-function are what deploy.sh inlines (build.mjs's minified
+viewer-request.js and viewer-response.js), each compared byte for byte with the FunctionCode of
+the function associated with that event; --function-source is
+infra/cloudfront-function/viewer-request.js, whose NAMES line must list the URL API's
+parameters (the minifier renames that variable).
 
 Each rule is a function over the parsed template that returns the violations it finds, so a
 broken template names the rule it breaks (infra/policy/test_policy.py breaks each on purpose).
@@ -24,6 +27,8 @@ import yaml
 # DESIGN.md §1: the URL API's parameters, which are the cache key's query allowlist.
 URL_API_PARAMS = ["w", "h", "fit", "fmt", "q", "dpr", "bg"]
 HTTPS_ONLY = {"redirect-to-https", "https-only"}
+# The CloudFront Functions by event type: the placeholder deploy.sh replaces with each.
+PLACEHOLDERS = {"viewer-request": "@@VIEWER_REQUEST_JS@@", "viewer-response": "@@VIEWER_RESPONSE_JS@@"}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -292,8 +297,20 @@ def rule_https_only(t):
     return out
 
 
+def function_events(t: dict) -> dict:
+    """{CloudFront Function logical id: the event types of its associations}."""
+    out = {name: set() for name in resources(t, "AWS::CloudFront::Function")}
+    for d in distributions(t).values():
+        for b in behaviors(d):
+            for a in b.get("FunctionAssociations", []) or []:
+                for name in out:
+                    if refers_to(a.get("FunctionARN"), name):
+                        out[name].add(a.get("EventType"))
+    return out
+
+
 def rule_edge_functions(t):
-    """viewer-request CloudFront Function + origin-request Lambda@Edge by numbered version."""
+    """viewer-request and viewer-response CloudFront Functions + origin-request Lambda@Edge by numbered version."""
     out = []
     functions = resources(t, "AWS::CloudFront::Function")
     versions = resources(t, "AWS::Lambda::Version")
@@ -312,8 +329,9 @@ def rule_edge_functions(t):
     for dname, d in distributions(t).items():
         b = behaviors(d)[0]
         fa = b.get("FunctionAssociations", [])
-        if not any(a.get("EventType") == "viewer-request" and any(refers_to(a.get("FunctionARN"), n) for n in functions) for a in fa):
-            out.append(f"{dname}: no viewer-request association of the template's CloudFront Function")
+        for event, why in (("viewer-request", "signature, policy, canonical query"), ("viewer-response", "Vary: Accept for fmt=auto")):
+            if not any(a.get("EventType") == event and any(refers_to(a.get("FunctionARN"), n) for n in functions) for a in fa):
+                out.append(f"{dname}: no {event} association of a template's CloudFront Function ({why})")
         la = b.get("LambdaFunctionAssociations", [])
         good = [
             a
@@ -357,17 +375,45 @@ def rule_edge_role_least_privilege(t):
     return out
 
 
-def rule_function_code(t, function_js: str | None):
-    """The CloudFront Function's code is the checked-in source (rendered template) or the placeholder."""
+def rule_nosniff_on_every_response(t):
+    """X-Content-Type-Options: nosniff on every response: each cache behavior has a response
+    headers policy of the template that sets it, overriding whatever the origin sends."""
     out = []
+    nosniff = [
+        name
+        for name, p in resources(t, "AWS::CloudFront::ResponseHeadersPolicy").items()
+        if ((props(p).get("ResponseHeadersPolicyConfig", {}).get("SecurityHeadersConfig") or {}).get("ContentTypeOptions") or {}).get("Override")
+        is True
+    ]
+    if not nosniff:
+        out.append("no response headers policy sets SecurityHeadersConfig.ContentTypeOptions with Override: true")
+    for dname, d in distributions(t).items():
+        for b in behaviors(d):
+            if not any(refers_to(b.get("ResponseHeadersPolicyId"), n) for n in nosniff):
+                out.append(f"{dname}: a cache behavior has no response headers policy setting nosniff")
+    return out
+
+
+def rule_function_code(t, built: dict):
+    """Each CloudFront Function's code is the placeholder of its event (template) or the built
+    function of its event (rendered template); built = {event type: minified code}."""
+    out = []
+    events = function_events(t)
     for name, f in resources(t, "AWS::CloudFront::Function").items():
         code = props(f).get("FunctionCode", "")
-        if "@@VIEWER_REQUEST_JS@@" in code:
+        if len(events[name]) != 1 or not events[name] <= set(PLACEHOLDERS):
+            out.append(f"{name}: associated with {sorted(map(str, events[name])) or 'no event'}; want one of {sorted(PLACEHOLDERS)}")
             continue
-        if function_js is None:
-            out.append(f"{name}: inlined code but no --function source to compare with")
-        elif code.strip() != function_js.strip():
-            out.append(f"{name}: FunctionCode differs from infra/cloudfront-function/viewer-request.js")
+        (event,) = events[name]
+        others = [p for e, p in PLACEHOLDERS.items() if e != event and p in code]
+        if others:
+            out.append(f"{name}: a {event} function holds the placeholder {others[0]} of another event")
+        elif PLACEHOLDERS[event] in code:
+            continue
+        elif built.get(event) is None:
+            out.append(f"{name}: inlined code but no built {event} function to compare with")
+        elif code.strip() != built[event].strip():
+            out.append(f"{name}: FunctionCode differs from the built {event} function (build.mjs)")
     return out
 
 
@@ -382,6 +428,7 @@ RULES = [
     rule_https_only,
     rule_edge_functions,
     rule_edge_role_least_privilege,
+    rule_nosniff_on_every_response,
 ]
 
 
@@ -391,14 +438,16 @@ def function_params(function_js: str) -> list:
     return [n.strip() for n in m.group(1).split(",")] if m else []
 
 
-def check(t: dict, function_js: str | None = None, function_source: str | None = None) -> dict:
+def check(
+    t: dict, function_js: str | None = None, function_source: str | None = None, response_js: str | None = None
+) -> dict:
     """{rule name: [violations]} for every rule that fails."""
     failures = {}
     for rule in RULES:
         found = rule(t)
         if found:
             failures[rule.__name__] = found
-    found = rule_function_code(t, function_js)
+    found = rule_function_code(t, {"viewer-request": function_js, "viewer-response": response_js})
     source = function_source if function_source is not None else function_js
     if source is not None and function_params(source) != URL_API_PARAMS:
         found.append(f"the CloudFront Function accepts {function_params(source)}, not {URL_API_PARAMS}")
@@ -409,7 +458,7 @@ def check(t: dict, function_js: str | None = None, function_source: str | None =
 
 def main(argv: list) -> int:
     args = argv[1:]
-    files = {"--function": None, "--function-source": None}
+    files = {"--function": None, "--function-source": None, "--response-function": None}
     for flag in files:
         if flag in args:
             i = args.index(flag)
@@ -418,7 +467,7 @@ def main(argv: list) -> int:
     if len(args) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    failures = check(load(args[0]), files["--function"], files["--function-source"])
+    failures = check(load(args[0]), files["--function"], files["--function-source"], files["--response-function"])
     total = len(RULES) + 1
     for rule, found in failures.items():
         for v in found:

@@ -79,6 +79,12 @@ BREAKAGES = [
     ("body sent to Lambda@Edge", "IncludeBody: false", "IncludeBody: true", "rule_edge_functions"),
     ("arm64 at the edge", "Architectures: [x86_64]", "Architectures: [arm64]", "rule_edge_functions"),
     ("CloudFront Function not associated", "EventType: viewer-request", "EventType: viewer-response", "rule_edge_functions"),
+    (
+        "no Vary function",
+        "            - EventType: viewer-response\n              FunctionARN: !GetAtt ViewerResponseFunction.FunctionARN\n",
+        "",
+        "rule_edge_functions",
+    ),
     ("role not trusted by edgelambda", "                - edgelambda.amazonaws.com\n", "", "rule_edge_role_least_privilege"),
     (
         "role writes masters",
@@ -87,6 +93,19 @@ BREAKAGES = [
         "rule_edge_role_least_privilege",
     ),
     ("role may delete", "                Action: s3:PutObject", "                Action: [s3:PutObject, s3:DeleteObject]", "rule_edge_role_least_privilege"),
+    ("no response headers policy", "          ResponseHeadersPolicyId: !Ref ResponseHeadersPolicy\n", "", "rule_nosniff_on_every_response"),
+    (
+        "nosniff loses to the origin's header",
+        "          ContentTypeOptions:\n            Override: true",
+        "          ContentTypeOptions:\n            Override: false",
+        "rule_nosniff_on_every_response",
+    ),
+    (
+        "no nosniff in the policy",
+        "        SecurityHeadersConfig:\n          ContentTypeOptions:\n            Override: true\n",
+        "        SecurityHeadersConfig:\n          FrameOptions:\n            FrameOption: DENY\n            Override: true\n",
+        "rule_nosniff_on_every_response",
+    ),
 ]
 
 
@@ -131,6 +150,27 @@ class PolicyRules(unittest.TestCase):
         finally:
             Path(f.name).unlink()
         self.assertIn("rule_function_code", failures)
+
+    def test_each_function_is_compared_with_the_code_of_its_event(self):
+        """Inlined as deploy.sh renders it: passes; the two functions' code swapped: fails."""
+        request, response = "function handler(e) { return e.request; }", "function handler(e) { return e.response; }"
+        template = TEMPLATE.read_text(encoding="utf-8")
+        for (req_code, resp_code), ok in (((request, response), True), ((response, request), False)):
+            text = template.replace("// @@VIEWER_REQUEST_JS@@", req_code).replace("// @@VIEWER_RESPONSE_JS@@", resp_code)
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+                f.write(text)
+            try:
+                failures = ct.check(ct.load(f.name), request, FUNCTION.read_text(), response)
+            finally:
+                Path(f.name).unlink()
+            self.assertEqual("rule_function_code" not in failures, ok, failures)
+        swapped = template.replace("@@VIEWER_REQUEST_JS@@", "@@SWAP@@").replace("@@VIEWER_RESPONSE_JS@@", "@@VIEWER_REQUEST_JS@@")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(swapped.replace("@@SWAP@@", "@@VIEWER_RESPONSE_JS@@"))
+        try:
+            self.assertIn("rule_function_code", ct.check(ct.load(f.name)), "placeholders swapped")
+        finally:
+            Path(f.name).unlink()
 
     def test_the_loader_reads_short_tags_as_cloudformation_does(self):
         t = ct.load(TEMPLATE)

@@ -8,6 +8,7 @@ shell would read them.
 """
 
 import hashlib
+import json
 import os
 import pty
 import shlex
@@ -23,6 +24,9 @@ import yaml
 INFRA = Path(__file__).resolve().parent.parent
 DEPLOY = INFRA / "deploy.sh"
 ACCOUNT = "123456789012"  # deploy.sh's dry-run placeholder for the account id
+FIXTURES = INFRA.parent / "tests" / "fixtures"
+SIGNATURES = json.loads((FIXTURES / "signature-cases.json").read_text(encoding="utf-8"))
+SECRETS = list(SIGNATURES["keys"].values())
 
 
 class DryRun(unittest.TestCase):
@@ -297,6 +301,191 @@ class DryRun(unittest.TestCase):
         run = subprocess.run([*argv, "--dry-run", "deploy"], env=env, capture_output=True, text=True, timeout=60, check=False)
         self.assertNotIn("needs bash 4.4", run.stderr)
 
+    # --- --policy -------------------------------------------------------------------------
+
+    def write(self, name, text):
+        path = Path(self.tmp.name) / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def rendered_request_function(self, deploy_call):
+        """The viewer-request code inlined in the template that the deploy call sends."""
+        template = Path(self.flag(deploy_call, "--template-file")).read_text()
+        return template.split("ViewerRequestFunction:", 1)[1].split("FunctionCode: |", 1)[1].split("\n\n", 1)[0]
+
+    def test_policy_reaches_the_function_and_the_lambda_config(self):
+        policy = self.write("policy.json", '{"widths": [256, 512], "presets": {"thumb": "w=256&h=256&fmt=auto"}}')
+        plain = self.rendered_request_function(next(c for c in self.calls(self.run_deploy("--dry-run", "deploy")) if c[:3] == ["aws", "cloudformation", "deploy"]))
+        self.assertNotIn("w=256&h=256&fmt=auto", plain)
+        for args, env in ((["deploy", "--policy", str(policy)], {}), (["deploy"], {"IMGEDGE_POLICY_FILE": str(policy)})):
+            run = self.run_deploy("--dry-run", *args, env=env)
+            calls = self.calls(run)
+            package = next(c for c in calls if c[0] == "env")
+            self.assertIn(f"IMGEDGE_POLICY_FILE={policy}", package, "package.sh puts it into config.json")
+            code = self.rendered_request_function(next(c for c in calls if c[:3] == ["aws", "cloudformation", "deploy"]))
+            self.assertIn("w=256&h=256&fmt=auto", code, "the preset is baked into the function")
+            self.assertNotIn("no policy", run.stderr)
+        # A relative path is passed on as an absolute one (package.sh runs elsewhere).
+        run = subprocess.run(
+            ["bash", str(DEPLOY), "--dry-run", "deploy", "--policy", "policy.json"],
+            cwd=self.tmp.name, env=self.env, capture_output=True, text=True, timeout=60, check=False,
+        )
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn(f"IMGEDGE_POLICY_FILE={policy}", next(c for c in self.calls(run) if c[0] == "env"))
+
+    def test_without_a_policy_none_is_deployed(self):
+        run = self.run_deploy("--dry-run", "deploy")
+        calls = self.calls(run)
+        package = next(c for c in calls if c[0] == "env")
+        self.assertIn("IMGEDGE_POLICY_FILE=", package, "empty: none from the caller's environment either")
+        self.assertIn("no policy (--policy FILE)", run.stderr)
+
+    def test_a_bad_policy_stops_before_anything_is_called(self):
+        cases = [
+            ('{"widths": [256.5]}', "widths[0]"),
+            ('{"presets": {"thumb": "w=256&q=50"}}', "presets.thumb"),
+            ('{"widths": [256]', "JSON"),
+            ("[256]", "a policy is a JSON object"),
+        ]
+        for text, mention in cases:
+            with self.subTest(text):
+                policy = self.write("bad-policy.json", text)
+                run = self.run_deploy("--dry-run", "deploy", "--policy", str(policy), ok=False)
+                self.assertEqual(run.returncode, 1, run.stderr)
+                self.assertIn(str(policy), run.stderr, "the message names the file")
+                self.assertIn(mention, run.stderr)
+                self.assertEqual(self.calls(run), [], "nothing is called")
+        run = self.run_deploy("--dry-run", "deploy", "--policy", "/nonexistent/policy.json", ok=False)
+        self.assertEqual((run.returncode, self.calls(run)), (1, []))
+        self.assertIn("--policy /nonexistent/policy.json: no such readable file", run.stderr)
+        run = self.run_deploy("--dry-run", "outputs", "--policy", str(self.write("p.json", "{}")), ok=False)
+        self.assertEqual((run.returncode, self.calls(run)), (1, []))
+        self.assertIn("--policy goes with deploy", run.stderr)
+
+    # --- --signing-keys -------------------------------------------------------------------
+
+    def assert_no_secret(self, run, secrets=SECRETS):
+        for secret in secrets:
+            for text in (run.stdout, run.stderr):
+                self.assertNotIn(secret.lower(), text.lower(), "a secret was printed")
+                self.assertNotIn(secret[:16].lower(), text.lower(), "part of a secret was printed")
+
+    def keys_file(self, name="keys.txt", secrets=SECRETS):
+        return self.write(name, "# imgedge signing keys, newest first\n" + "\n".join(secrets) + "\n")
+
+    def kvs_calls(self, calls):
+        return [c for c in calls if c[:2] == ["aws", "cloudfront-keyvaluestore"]]
+
+    def test_signing_keys_go_into_the_key_value_store_after_the_stack(self):
+        keys = self.keys_file()
+        run = self.run_deploy("--dry-run", "deploy", "--signing-keys", str(keys))
+        calls = self.calls(run)
+        ops = [self.op(c) for c in calls]
+        at = ops.index(("cloudformation", "deploy"))
+        self.assertEqual(
+            ops[at:],
+            [
+                ("cloudformation", "deploy"),
+                ("cloudformation", "describe-stacks"),
+                ("cloudfront-keyvaluestore", "describe-key-value-store"),
+                ("cloudfront-keyvaluestore", "put-key"),
+                ("cloudformation", "describe-stacks"),
+                ("cloudformation", "describe-stacks"),
+            ],
+        )
+        self.assertIn("SigningKeyValueStoreArn", self.flag(calls[at + 1], "--query"))
+        describe, put = calls[at + 2], calls[at + 3]
+        self.assertEqual(self.flag(describe, "--kvs-arn"), "<SigningKeyValueStoreArn>")
+        self.assertEqual(self.flag(describe, "--query"), "ETag")
+        self.assertEqual(self.flag(put, "--kvs-arn"), "<SigningKeyValueStoreArn>")
+        self.assertEqual(self.flag(put, "--key"), "signing-keys")
+        self.assertEqual(self.flag(put, "--if-match"), "<ETag>")
+        self.assertEqual(self.flag(put, "--value"), f"file://{keys}", "the CLI reads the file: no secret in argv")
+        self.assertEqual(self.flag(put, "--region"), "us-east-1")
+        self.assertIn("3 secret(s)", run.stderr)
+        self.assert_no_secret(run)
+
+    def test_a_relative_keys_file_is_read_from_its_absolute_path(self):
+        keys = self.keys_file()
+        run = subprocess.run(
+            ["bash", str(DEPLOY), "--dry-run", "signing-keys", keys.name],
+            cwd=self.tmp.name, env=self.env, capture_output=True, text=True, timeout=60, check=False,
+        )
+        self.assertEqual(run.returncode, 0, run.stderr)
+        put = self.kvs_calls(self.calls(run))[-1]
+        self.assertEqual(self.flag(put, "--value"), f"file://{keys}")
+
+    def test_signing_keys_command_changes_only_the_keys(self):
+        keys = self.keys_file()
+        calls = self.calls(self.run_deploy("--dry-run", "signing-keys", str(keys)))
+        self.assertEqual(
+            [self.op(c) for c in calls],
+            [
+                ("sts", "get-caller-identity"),
+                ("cloudformation", "describe-stacks"),
+                ("cloudfront-keyvaluestore", "describe-key-value-store"),
+                ("cloudfront-keyvaluestore", "put-key"),
+            ],
+        )
+        for args in (["signing-keys"], ["signing-keys", str(keys), "extra"]):
+            run = self.run_deploy("--dry-run", *args, ok=False)
+            self.assertEqual((run.returncode, self.calls(run)), (1, []), args)
+            self.assertIn("signing-keys needs one argument", run.stderr)
+
+    def test_none_turns_signing_off(self):
+        for args in (["deploy", "--signing-keys", "none"], ["signing-keys", "none"]):
+            run = self.run_deploy("--dry-run", *args)
+            kvs = self.kvs_calls(self.calls(run))
+            self.assertEqual([c[2] for c in kvs], ["describe-key-value-store", "delete-key"], args)
+            delete = kvs[1]
+            self.assertEqual(self.flag(delete, "--kvs-arn"), "<SigningKeyValueStoreArn>")
+            self.assertEqual(self.flag(delete, "--key"), "signing-keys")
+            self.assertEqual(self.flag(delete, "--if-match"), "<ETag>")
+            self.assertIn("signing is off", run.stderr)
+
+    def test_a_deploy_without_the_option_leaves_the_keys(self):
+        self.assertEqual(self.kvs_calls(self.calls(self.run_deploy("--dry-run", "deploy"))), [])
+
+    def test_keys_files_of_the_shared_fixture(self):
+        """The same rules as edge/src/sign.rs and the function: tests/fixtures/signature-cases.json."""
+        for i, case in enumerate(SIGNATURES["keyfiles"]):
+            with self.subTest(case["text"][:40]):
+                keys = self.write(f"keys-{i}.txt", case["text"])
+                run = self.run_deploy("--dry-run", "signing-keys", str(keys), ok="keys" in case)
+                self.assert_no_secret(run)
+                if "keys" in case:
+                    self.assertIn(f"{len(case['keys'])} secret(s)", run.stderr)
+                    continue
+                self.assertEqual((run.returncode, self.calls(run)), (1, []), "refused before any call")
+                if case["error_line"] is None:
+                    self.assertIn("holds no secret", run.stderr)
+                else:
+                    self.assertIn(f"line {case['error_line']}: not a secret", run.stderr)
+
+    def test_bad_keys_stop_a_deploy_before_anything_is_called(self):
+        bad = self.write("bad.txt", SECRETS[0][:-1] + "\n")
+        run = self.run_deploy("--dry-run", "deploy", "--signing-keys", str(bad), ok=False)
+        self.assertEqual((run.returncode, self.calls(run)), (1, []))
+        self.assertIn("line 1: not a secret", run.stderr)
+        self.assert_no_secret(run, [SECRETS[0][:-1]])
+        run = self.run_deploy("--dry-run", "deploy", "--signing-keys", "/nonexistent/keys", ok=False)
+        self.assertEqual((run.returncode, self.calls(run)), (1, []))
+        self.assertIn("no such readable file", run.stderr)
+        run = self.run_deploy("--dry-run", "outputs", "--signing-keys", str(self.keys_file()), ok=False)
+        self.assertEqual((run.returncode, self.calls(run)), (1, []))
+        self.assertIn("--signing-keys goes with deploy", run.stderr)
+
+    def test_a_value_over_1_kb_is_refused(self):
+        secret = "ab" * 32  # 64 hex digits + newline = 65 bytes a line
+        fits = self.write("15.txt", (secret + "\n") * 15)
+        self.assertEqual(self.run_deploy("--dry-run", "signing-keys", str(fits)).returncode, 0)
+        over = self.write("16.txt", (secret + "\n") * 16)
+        run = self.run_deploy("--dry-run", "signing-keys", str(over), ok=False)
+        self.assertEqual((run.returncode, self.calls(run)), (1, []))
+        self.assertIn("1040 bytes", run.stderr)
+        self.assertIn("at most 1024", run.stderr)
+        self.assert_no_secret(run, [secret])
+
     def test_usage_and_unknown_commands(self):
         usage = self.run_deploy("--help").stdout
         self.assertIn("invalidate PATH", usage)
@@ -513,6 +702,104 @@ esac
         for c in calls:
             if c.startswith("s3api") and not c.startswith("s3api create-bucket"):
                 self.assertIn("--expected-bucket-owner 123456789012", c)
+
+
+class FakeAwsSigningKeys(unittest.TestCase):
+    """signing-keys for real against a scripted `aws` playing CloudFormation and the CloudFront
+    KeyValueStore API (moto has no cloudfront-keyvaluestore). It records every argv and, for
+    put-key, the value it would store, read from the file:// path as the CLI does."""
+
+    ARN = "arn:aws:cloudfront::123456789012:key-value-store/0123abcd"
+    FAKE = """#!/bin/sh
+printf '%s\\n' "$*" >> "$STATE/calls"
+case "$1 $2" in
+  "sts get-caller-identity") echo 123456789012 ;;
+  "cloudformation describe-stacks")
+    if [ -e "$STATE/no-kvs" ]; then echo None; else echo "$ARN"; fi ;;
+  cloudfront-keyvaluestore*)
+    if [ -e "$STATE/no-crt" ]; then
+      echo "Missing Dependency: This operation requires an additional dependency. Use pip install botocore[crt] before proceeding." >&2
+      exit 255
+    fi
+    case "$2" in
+      describe-key-value-store) echo ETAG1 ;;
+      put-key)
+        if [ -e "$STATE/conflict" ]; then
+          echo "An error occurred (ConflictException) when calling the PutKey operation: ETag mismatch" >&2; exit 254
+        fi
+        while [ $# -gt 0 ]; do
+          [ "$1" = --value ] && cat "${2#file://}" > "$STATE/value"
+          shift
+        done
+        printf '1\\t1200\\tETAG2\\n' ;;
+      delete-key)
+        if [ ! -e "$STATE/value" ]; then
+          echo "An error occurred (ResourceNotFoundException) when calling the DeleteKey operation: Key not found" >&2; exit 254
+        fi
+        rm "$STATE/value" ;;
+    esac ;;
+esac
+"""
+
+    def signing_keys(self, arg, state_files=(), value=None):
+        with tempfile.TemporaryDirectory() as state:
+            bin_dir = Path(state) / "bin"
+            bin_dir.mkdir()
+            (bin_dir / "aws").write_text(self.FAKE)
+            (bin_dir / "aws").chmod(0o755)
+            for name in state_files:
+                (Path(state) / name).write_text("")
+            if value is not None:
+                (Path(state) / "value").write_text(value)
+            keys = Path(state) / "keys.txt"
+            keys.write_text("# newest first\n" + "\n".join(SECRETS) + "\n")
+            env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": state, "STATE": state, "ARN": self.ARN}
+            argv = ["bash", str(DEPLOY), "signing-keys", str(keys) if arg == "FILE" else arg]
+            run = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+            calls = (Path(state) / "calls").read_text().splitlines() if (Path(state) / "calls").exists() else []
+            stored = (Path(state) / "value").read_text() if (Path(state) / "value").exists() else None
+            return run, calls, stored, keys.read_text()
+
+    def assert_no_secret(self, *texts):
+        for secret in SECRETS:
+            for text in texts:
+                self.assertNotIn(secret[:16].lower(), text.lower())
+
+    def test_the_file_text_is_stored_and_no_secret_is_on_a_command_line(self):
+        run, calls, stored, text = self.signing_keys("FILE")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(stored, text, "the KeyValueStore value is the keys file's text")
+        put = next(c for c in calls if c.startswith("cloudfront-keyvaluestore put-key"))
+        self.assertIn(f"--kvs-arn {self.ARN} --key signing-keys --value file://", put)
+        self.assertIn("--if-match ETAG1", put)
+        self.assert_no_secret(run.stdout, run.stderr, "\n".join(calls))
+
+    def test_none_deletes_the_key_or_says_it_was_already_off(self):
+        run, calls, stored, _ = self.signing_keys("none", value="x")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIsNone(stored)
+        self.assertIn("signing keys deleted", run.stderr)
+        self.assertTrue(any(c.startswith(f"cloudfront-keyvaluestore delete-key --kvs-arn {self.ARN} --key signing-keys --if-match ETAG1") for c in calls), calls)
+        run, _, _, _ = self.signing_keys("none")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("signing was already off", run.stderr)
+
+    def test_errors_say_what_to_do_and_that_nothing_changed(self):
+        run, _, stored, _ = self.signing_keys("FILE", state_files=["no-crt"])
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("use AWS CLI v2", run.stderr)
+        self.assertIn("botocore[crt]", run.stderr)
+        self.assertIn("the signing keys were not changed", run.stderr)
+        self.assertIsNone(stored)
+        run, _, stored, _ = self.signing_keys("FILE", state_files=["conflict"])
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("ConflictException", run.stderr)
+        self.assertIn("run again", run.stderr)
+        run, calls, _, _ = self.signing_keys("FILE", state_files=["no-kvs"])
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("has no SigningKeyValueStoreArn output", run.stderr)
+        self.assertFalse([c for c in calls if c.startswith("cloudfront-keyvaluestore")], calls)
+        self.assert_no_secret(run.stdout, run.stderr)
 
 
 class RealRunErrors(unittest.TestCase):

@@ -9,6 +9,10 @@ CachePolicy, CloudFront Function and Distribution, so the stack has no outputs; 
 publish a new Lambda version when the Version resource changes; it accepts but does not check
 --expected-bucket-owner (test_deploy_dry_run.FakeAwsDeploy covers a foreign bucket). The function zip here is a
 minimal Node handler: moto cannot run Lambda without docker, so the real package is not needed.
+Signing keys: moto implements no cloudfront-keyvaluestore API and its CloudFormation skips
+AWS::CloudFront::KeyValueStore (no SigningKeyValueStoreArn output), so here only the refusal
+after the stack is checked; the KeyValueStore calls themselves are covered by the dry run and a
+scripted aws (test_deploy_dry_run: signing keys tests, FakeAwsSigningKeys).
 """
 
 import ast
@@ -58,7 +62,7 @@ class DeployAgainstMoto(unittest.TestCase):
                     raise
                 time.sleep(0.2)
         cls.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("IMGEDGE_")},
             "AWS_ENDPOINT_URL": cls.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -162,6 +166,31 @@ class DeployAgainstMoto(unittest.TestCase):
         self.assertEqual(run.returncode, 1)
         self.assertIn(f"bucket {BUCKET} already exists but stack imgedge does not", run.stderr)
         self.assertEqual(self.aws("cloudformation", "list-stacks")["StackSummaries"], stacks, "no stack was attempted")
+
+    def test_policy_and_signing_keys(self):
+        names = {"IMGEDGE_STACK": "Signed", "IMGEDGE_BUCKET": "signed-masters-test", "IMGEDGE_ARTIFACT_BUCKET": "signed-zips-test"}
+        zip_path = self.zip_with("signed.zip", "export const handler = async (event) => event.Records[0].cf.request;\n")
+        policy = Path(self.tmp.name) / "policy.json"
+        policy.write_text('{"widths": [256, 512], "presets": {"thumb": "w=256&h=256&fmt=auto"}}')
+        run = self.deploy_sh("deploy", "--policy", str(policy), zip_path=zip_path, env=names)
+        self.assertIn("hold the policy of", run.stderr, "a prebuilt zip's config.json is the caller's to match")
+        rendered = (INFRA.parent / "dist" / "template.yaml").read_text()
+        self.assertIn("w=256&h=256&fmt=auto", rendered, "the policy is baked into the deployed function")
+        status = self.aws("cloudformation", "describe-stacks", "--stack-name", "Signed")["Stacks"][0]["StackStatus"]
+        self.assertEqual(status, "CREATE_COMPLETE")
+
+        # moto's stack has no KeyValueStore: the keys are refused after the stack, nothing printed.
+        secret = "6b1f0c3e8a2d4f5b9c7e1a3d5f7b9e2c4a6d8f0b2e4c6a8d0f2b4e6c8a0d2f4b"
+        keys = Path(self.tmp.name) / "keys.txt"
+        keys.write_text(secret + "\n")
+        run = self.deploy_sh("deploy", "--signing-keys", str(keys), zip_path=zip_path, env=names, ok=False)
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertIn("stack Signed has no SigningKeyValueStoreArn output", run.stderr)
+        self.assertIn("the signing keys were not changed", run.stderr)
+        self.assertNotIn(secret[:16], run.stdout + run.stderr)
+        status = self.aws("cloudformation", "describe-stacks", "--stack-name", "Signed")["Stacks"][0]["StackStatus"]
+        self.assertIn(status, ("CREATE_COMPLETE", "UPDATE_COMPLETE"), "the stack deploy itself went through")
+        self.deploy_sh("--yes", "destroy", env={"IMGEDGE_STACK": "Signed"})
 
     def test_destroy_reads_the_buckets_from_the_stack_and_asks_first(self):
         # Deployed with bucket names the destroying shell does not know (no IMGEDGE_* below).
