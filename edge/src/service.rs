@@ -636,14 +636,14 @@ mod tests {
 
     #[tokio::test]
     async fn requests_beyond_the_master_share_one_render_and_one_object() {
-        // With the generator's size metadata (known before any download) and without it
-        // (known once the master is read).
-        for metadata in [Some((40, 30)), None] {
+        // The sweep: w=1000…8192 step 1 on a 1000-px master. With the generator's
+        // size metadata (known before any download) and without it (from the header).
+        for metadata in [Some((1000, 600)), None] {
             let store = MemStore::new();
-            put_master(&store, png(40, 30, 10), metadata).await;
+            put_master(&store, png(1000, 600, 10), metadata).await;
             let mut keys = std::collections::BTreeSet::new();
             let mut renders = 0;
-            for w in 40..=120 {
+            for w in 1000..=8192 {
                 let (master, spec) = request(&format!("w={w}&fmt=webp"));
                 let ensured = ensure_variant(&store, &master, &spec, &Limits::default())
                     .await
@@ -651,18 +651,17 @@ mod tests {
                 renders += usize::from(ensured.built.is_some());
                 keys.insert(ensured.key);
             }
-            let want = "_variants/v1/outputs/2025-02-01/image_001.png/w=40,fmt=webp.webp";
+            let want = "_variants/v1/outputs/2025-02-01/image_001.png/w=1000,fmt=webp.webp";
             assert_eq!(keys.into_iter().collect::<Vec<_>>(), [want], "{metadata:?}");
             assert_eq!(renders, 1, "{metadata:?}");
             assert_eq!(store.list(VARIANTS).await.unwrap(), [want], "{metadata:?}");
-            // The clamped output is the master's size, as the unclamped request gave.
             let body = store.get(want).await.unwrap().unwrap().body;
             let img = image::load_from_memory(&body).unwrap();
-            assert_eq!((img.width(), img.height()), (40, 30));
+            assert_eq!((img.width(), img.height()), (1000, 600));
 
             // A box beyond the master keeps its aspect: one object for every scale of it.
-            let (master, a) = request("w=80&h=80&fmt=png");
-            let (_, b) = request("w=400&h=400&fmt=png");
+            let (master, a) = request("w=2000&h=2000&fmt=png");
+            let (_, b) = request("w=8000&h=8000&fmt=png");
             let ka = ensure_variant(&store, &master, &a, &Limits::default())
                 .await
                 .unwrap();
@@ -670,17 +669,17 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(ka.key, kb.key);
-            assert!(ka.key.ends_with("/w=30,h=30.png"), "{}", ka.key);
+            assert!(ka.key.ends_with("/w=600,h=600.png"), "{}", ka.key);
         }
     }
 
     #[tokio::test]
     async fn a_broken_master_is_read_once_then_answered_from_its_marker() {
         // 100 requests (distinct variants, so no edge cache could help) for a corrupt
-        // 3 MiB master: one master download, then small marker reads.
+        // 30 MiB master: one master download, then small marker reads.
         let store = Counting::default();
         let mut corrupt = b"\x89PNG\r\n\x1a\n".to_vec();
-        corrupt.resize(3 << 20, 0x5a);
+        corrupt.resize(30 << 20, 0x5a);
         put_master(&store, Bytes::from(corrupt), None).await;
         for w in 1..=100 {
             let (master, spec) = request(&format!("w={w}&fmt=webp"));
@@ -691,9 +690,10 @@ mod tests {
         }
         let read = store.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
-            read < (3 << 20) + 100 * 1024,
+            read < (30 << 20) + 100 * 1024,
             "{read} bytes read: the master once, markers after"
         );
+        eprintln!("100 requests for a corrupt 30 MiB master read {read} bytes from the store");
         assert_eq!(
             store.list(VARIANTS).await.unwrap(),
             ["_variants/v1/outputs/2025-02-01/image_001.png/error.json"],

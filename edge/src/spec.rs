@@ -1119,6 +1119,19 @@ mod tests {
                 _ => panic!("{uri}: a case has exactly one of key and error"),
             }
         }
+
+        // Spellings of one key: what the function forwards (its normal form) and what the
+        // viewer sent name the same master here; the emulator's cache key is the key itself.
+        let path_cases = cases["path_cases"].as_array().expect("path_cases");
+        assert!(!path_cases.is_empty());
+        for case in path_cases {
+            let want = case["key"].as_str().expect("key");
+            for field in ["uri", "forwarded"] {
+                let uri = case[field].as_str().expect(field);
+                let key = MasterKey::from_uri(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+                assert_eq!(key.as_str(), want, "{field} {uri}");
+            }
+        }
     }
 
     // ---- properties ----

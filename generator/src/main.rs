@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use edge::sign::SigningKeys;
 use generator::upload::{self, FileOutcome, FileReport};
 use generator::{naming, synth, Action, BatchReport, Config, Retry, Uploader};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +40,15 @@ enum Command {
     },
     /// Upload the PNGs of DIR to outputs/YYYY-MM-DD/image_NNN.png.
     Upload(UploadArgs),
+    /// Print each URL signed with the first key of the keys file (DESIGN.md §10).
+    Sign {
+        /// Hex secrets, one per line (`#` comments); the first signs.
+        #[arg(long, env = "IMGEDGE_SIGNING_KEYS_FILE")]
+        signing_keys: PathBuf,
+        /// URLs (https://host/path?query or /path?query), signed exactly as written.
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
     /// Create one CloudFront invalidation for the given paths (e.g. '/outputs/2025-02-01/*').
     Invalidate {
         #[arg(long)]
@@ -81,6 +91,9 @@ struct UploadArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     json: bool,
+    /// Sign the variant URLs reported (hex secrets, one per line; the first signs).
+    #[arg(long, env = "IMGEDGE_SIGNING_KEYS_FILE")]
+    signing_keys: Option<PathBuf>,
     #[command(flatten)]
     retry: RetryArgs,
 }
@@ -116,6 +129,13 @@ fn main() -> ExitCode {
                 out,
             } => synth(count, size, seed, &out).map(|()| ExitCode::SUCCESS),
             Command::Upload(args) => upload(args).await,
+            Command::Sign { signing_keys, urls } => {
+                let keys = SigningKeys::read(&signing_keys)?;
+                for url in urls {
+                    println!("{}", keys.sign_url(&url));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Invalidate {
                 distribution_id,
                 paths,
@@ -158,6 +178,11 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
     config.concurrency = args.concurrency as usize;
     config.dry_run = args.dry_run;
     config.retry = args.retry.retry();
+    config.signing_keys = args
+        .signing_keys
+        .as_deref()
+        .map(SigningKeys::read)
+        .transpose()?;
     let uploader = Uploader::new(config);
 
     // First Ctrl-C: start nothing new, let uploads in flight finish, report.

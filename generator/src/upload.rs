@@ -11,6 +11,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use base64::Engine;
+use edge::sign::SigningKeys;
 use edge::store::Store as _;
 use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -66,6 +67,8 @@ pub struct Config {
     /// Plan and report, write nothing.
     pub dry_run: bool,
     pub retry: Retry,
+    /// Signs the variant URLs of reports when URLs must be signed.
+    pub signing_keys: Option<SigningKeys>,
     /// AWS settings: credentials, region, `AWS_ENDPOINT_URL`.
     pub aws: aws_config::SdkConfig,
 }
@@ -80,6 +83,7 @@ impl Config {
             overwrite: false,
             distribution_id: None,
             cdn_domain: None,
+            signing_keys: None,
             concurrency: 8,
             dry_run: false,
             retry: Retry::default(),
@@ -101,6 +105,9 @@ pub enum Action {
     /// The same bytes were already there.
     Skipped,
 }
+
+/// The variant each report links to.
+const VARIANT_QUERY: &str = "w=512&fmt=webp";
 
 /// A master in the bucket (or, in a dry run, where it would be).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -512,9 +519,15 @@ impl Uploader {
         }
     }
 
+    /// The `?w=512&fmt=webp` URL, signed when keys are configured.
     fn variant_url(&self, key: &str) -> Option<String> {
-        self.cdn_base()
-            .map(|base| format!("{base}{}?w=512&fmt=webp", naming::url_path(key)))
+        let base = self.cdn_base()?;
+        let path = naming::url_path(key);
+        let query = match &self.config.signing_keys {
+            Some(keys) => keys.signed_query(&path, VARIANT_QUERY),
+            None => VARIANT_QUERY.to_string(),
+        };
+        Some(format!("{base}{path}?{query}"))
     }
 
     fn s3_error<E: std::error::Error>(

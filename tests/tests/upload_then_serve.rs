@@ -80,3 +80,116 @@ fn synth_upload_then_edge_serves_a_variant_from_s3() {
     let master = std::fs::read(masters.path().join(generator::synth::file_name(2))).unwrap();
     assert_eq!(edge.get("/outputs/2025-02-01/image_002.png").body, master);
 }
+
+/// Signing end to end: `generator upload --json --signing-keys` reports signed variant
+/// URLs that `edge serve --signing-keys` accepts, `generator sign` signs any URL, and
+/// requests beyond an uploaded master's size (known from the generator's metadata) all
+/// land on one stored object.
+#[test]
+fn signed_urls_from_the_generator_are_served_and_oversize_requests_share_one_object() {
+    const SIGNED_BUCKET: &str = "imgedge-signed";
+    let moto = MotoServer::start();
+    let env = local_aws_env(&moto.endpoint());
+    let client = reqwest::blocking::Client::new();
+    let created = client
+        .put(format!("{}/{SIGNED_BUCKET}", moto.endpoint()))
+        .send()
+        .unwrap();
+    assert!(created.status().is_success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("# current\n{}\n", "5a".repeat(32))).unwrap();
+    let masters = dir.path().join("masters");
+    let synth = Command::new(bin_path("generator"))
+        .args(["synth", "--count", "1", "--size", "300", "--out"])
+        .arg(&masters)
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+
+    let edge = EdgeServer::start_s3(
+        &format!("s3://{SIGNED_BUCKET}"),
+        &["--signing-keys", keys.to_str().unwrap()],
+        &env,
+    );
+    let upload = Command::new(bin_path("generator"))
+        .envs(env.clone())
+        .arg("upload")
+        .arg(&masters)
+        .args(["--bucket", SIGNED_BUCKET, "--date", "2025-02-01", "--json"])
+        .args(["--cdn-domain", &edge.url("")])
+        .env("IMGEDGE_SIGNING_KEYS_FILE", &keys)
+        .output()
+        .unwrap();
+    assert!(
+        upload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upload.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&upload.stdout).unwrap();
+    let variant_url = summary["uploaded"][0]["variant_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        variant_url.contains("?w=512&fmt=webp&sig="),
+        "{variant_url}"
+    );
+    let path_and_query = variant_url.strip_prefix(&edge.url("")).unwrap();
+    let reply = edge.get(path_and_query);
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // 512 asked of a 300-px master: the master's size, under the clamped key.
+    assert_eq!(reply.dimensions(), (300, 300));
+    assert_error(
+        &edge.get("/outputs/2025-02-01/image_001.png?w=512&fmt=webp"),
+        403,
+        "invalid_signature",
+        "unsigned",
+    );
+
+    let urls: Vec<String> = [300, 999, 4000]
+        .iter()
+        .map(|w| edge.url(&format!("/outputs/2025-02-01/image_001.png?w={w}&fmt=webp")))
+        .collect();
+    let sign = Command::new(bin_path("generator"))
+        .args(["sign", "--signing-keys", keys.to_str().unwrap()])
+        .args(&urls)
+        .output()
+        .unwrap();
+    assert!(
+        sign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sign.stderr)
+    );
+    let signed = String::from_utf8(sign.stdout).unwrap();
+    assert_eq!(signed.lines().count(), 3);
+    for url in signed.lines() {
+        let r = client.get(url).send().unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+    }
+    // Checked at the S3 server: one variant object for 300, 512, 999 and 4000.
+    let listing = client
+        .get(format!(
+            "{}/{SIGNED_BUCKET}?list-type=2&prefix=_variants/",
+            moto.endpoint()
+        ))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split("</Key>").next())
+        .collect();
+    assert_eq!(
+        keys,
+        ["_variants/v1/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"]
+    );
+}
