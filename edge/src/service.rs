@@ -12,7 +12,9 @@ use crate::key::MasterKey;
 use crate::policy::Policy;
 use crate::single_flight::KeyedLocks;
 use crate::spec::{self, Format, VariantSpec};
-use crate::store::{Object, ObjectHead, ObjectMeta, PutOptions, PutOutcome, Store};
+use crate::store::{
+    Object, ObjectHead, ObjectMeta, PutOptions, PutOutcome, Store, StoreTrace, TracedStore,
+};
 use crate::transform::{self, Limits, Timings};
 
 /// Cache-Control of every stored variant: its key changes whenever its content could.
@@ -73,6 +75,8 @@ pub struct Ensured {
     pub key: String,
     /// `Some` when this call rendered the variant; `None` when a fresh one was reused.
     pub built: Option<BuildStats>,
+    /// Size of the variant served; `None` for the master (the origin does not read it).
+    pub bytes: Option<u64>,
 }
 
 /// Make sure the variant of `master` described by `spec` exists in `store` and was made
@@ -126,6 +130,7 @@ pub async fn ensure_variant(
         return Ok(Ensured {
             key: variant_key,
             built: None,
+            bytes: requested.map(|v| v.size),
         });
     }
     // The byte limit is checked from the object's size, before downloading it.
@@ -157,6 +162,7 @@ pub async fn ensure_variant(
                 return Ok(Ensured {
                     key: variant_key,
                     built: None,
+                    bytes: requested.map(|v| v.size),
                 });
             }
         }
@@ -178,6 +184,7 @@ pub async fn ensure_variant(
     };
 
     let started = Instant::now();
+    let bytes = rendered.bytes.len() as u64;
     let meta = ObjectMeta {
         content_type: Some(rendered.format.content_type().to_string()),
         cache_control: Some(VARIANT_CACHE_CONTROL.to_string()),
@@ -198,6 +205,7 @@ pub async fn ensure_variant(
     }
     Ok(Ensured {
         key: variant_key,
+        bytes: Some(bytes),
         built: Some(BuildStats {
             fetch,
             timings: rendered.timings,
@@ -333,6 +341,29 @@ impl Origin {
     /// Resolve and ensure: the key to serve for this origin request (its query is the
     /// canonical one the viewer-request step forwards; a bare `preset=NAME` is expanded).
     pub async fn handle(&self, uri: &str, query: &str, accept: Option<&str>) -> Result<Ensured> {
+        self.handle_traced(uri, query, accept).await.0
+    }
+
+    /// [`Origin::handle`], plus what it asked of the store (for logs, metrics and
+    /// `Server-Timing`).
+    pub async fn handle_traced(
+        &self,
+        uri: &str,
+        query: &str,
+        accept: Option<&str>,
+    ) -> (Result<Ensured>, StoreTrace) {
+        let store = TracedStore::new(self.store.clone());
+        let result = self.ensure(&store, uri, query, accept).await;
+        (result, store.trace())
+    }
+
+    async fn ensure(
+        &self,
+        store: &TracedStore,
+        uri: &str,
+        query: &str,
+        accept: Option<&str>,
+    ) -> Result<Ensured> {
         let resolved = match &self.policy {
             Some(policy) => {
                 MasterKey::from_uri(uri)?;
@@ -348,12 +379,13 @@ impl Origin {
             return Ok(Ensured {
                 key: resolved.master.as_str().to_string(),
                 built: None,
+                bytes: None,
             });
         };
         let variant_key = spec.variant_key(&resolved.master);
         self.inflight
             .run(&variant_key, || {
-                ensure_variant(&*self.store, &resolved.master, &spec, &self.limits)
+                ensure_variant(store, &resolved.master, &spec, &self.limits)
             })
             .await
     }

@@ -2,13 +2,15 @@
 //! in `infra/edge-shim/`, or directly as a custom runtime). Settings come from
 //! `config.json` beside the executable: Lambda@Edge allows no environment variables.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use edge::cloudfront::{self, OriginRequestEvent, OriginRequestOutput};
 use edge::config::Config;
-use edge::service::{BuildStats, Origin};
+use edge::observe::{self, LogFormat, RequestRecord};
+use edge::service::Origin;
 use edge::store::S3Store;
 use edge::Error;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -26,15 +28,8 @@ fn config_path() -> anyhow::Result<PathBuf> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    // CloudWatch adds its own timestamps and shows no colours.
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // Always JSON in the Lambda: CloudWatch Logs Insights reads the fields.
+    observe::init_tracing(LogFormat::Json, "info", false);
 
     let path = config_path()?;
     let config = Config::from_file(&path)?;
@@ -52,27 +47,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let origin = Arc::clone(&origin);
-        async move { Ok::<Value, lambda_runtime::Error>(handle(&origin, event.payload).await) }
+        async move { Ok::<Value, lambda_runtime::Error>(handle(&origin, event).await) }
     }))
     .await
 }
 
 /// One event: a malformed event becomes a generated 500 rather than a runtime error, so
-/// CloudFront always gets an answer it can serve.
-async fn handle(origin: &Origin, payload: Value) -> Value {
-    let output = match serde_json::from_value::<OriginRequestEvent>(payload) {
-        Ok(event) => {
-            let (uri, query) = event
-                .records
-                .first()
-                .map(|r| (r.cf.request.uri.clone(), r.cf.request.querystring.clone()))
-                .unwrap_or_default();
-            let (output, stats) = cloudfront::handle_origin_request(origin, event).await;
-            log_outcome(&uri, &query, &output, stats.as_ref());
+/// CloudFront always gets an answer it can serve. Writes the request's line: a JSON log
+/// record that is also its CloudWatch EMF document (stdout).
+async fn handle(origin: &Origin, event: LambdaEvent<Value>) -> Value {
+    let output = match serde_json::from_value::<OriginRequestEvent>(event.payload) {
+        Ok(cf_event) => {
+            let (output, handled) = cloudfront::handle_origin_request(origin, cf_event).await;
+            let mut record = handled.record;
+            if record.request_id.is_empty() {
+                record.request_id = event.context.request_id.clone();
+            }
+            emit(&record);
             output
         }
         Err(e) => {
-            tracing::error!(error = %e, "not a CloudFront origin-request event");
+            tracing::error!(error = %e, request_id = %event.context.request_id, "not a CloudFront origin-request event");
             OriginRequestOutput::Response(cloudfront::error_response(&Error::internal(
                 "the origin-request event could not be read",
             )))
@@ -81,23 +76,13 @@ async fn handle(origin: &Origin, payload: Value) -> Value {
     serde_json::to_value(&output).expect("CloudFront output serialises")
 }
 
-fn log_outcome(uri: &str, query: &str, output: &OriginRequestOutput, stats: Option<&BuildStats>) {
-    match (output, stats) {
-        (OriginRequestOutput::Request(req), Some(s)) => tracing::info!(
-            uri, query, rewritten = %req.uri,
-            fetch_ms = ms(s.fetch), decode_ms = ms(s.timings.decode),
-            resize_ms = ms(s.timings.resize), encode_ms = ms(s.timings.encode),
-            store_ms = ms(s.store), "variant built"
-        ),
-        (OriginRequestOutput::Request(req), None) => {
-            tracing::info!(uri, query, rewritten = %req.uri, "served existing object")
-        }
-        (OriginRequestOutput::Response(resp), _) => {
-            tracing::warn!(uri, query, status = %resp.status, body = resp.body.as_deref().unwrap_or(""), "error response")
-        }
-    }
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+fn emit(record: &RequestRecord) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let line = record.emf(now_ms).to_string();
+    // One write per line, so concurrent output never interleaves within it.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }

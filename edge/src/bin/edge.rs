@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use edge::guard::Guard;
 use edge::key::key_to_uri;
 use edge::local::{self, pages, seed, ServeOptions, StoreLocation};
+use edge::observe::{self, LogFormat};
 use edge::policy::Policy;
 use edge::service::{self, Origin};
 use edge::sign::SigningKeys;
@@ -77,21 +78,20 @@ struct TransformArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,aws=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let terminal = std::io::stderr().is_terminal();
+    let log_format = LogFormat::choose(
+        std::env::var("IMGEDGE_LOG_FORMAT").ok().as_deref(),
+        terminal,
+    )
+    .map_err(anyhow::Error::msg)?;
+    observe::init_tracing(log_format, "info,aws=warn", terminal);
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(args, log_format).await.map(|()| ExitCode::SUCCESS),
         Command::Transform(args) => transform(args),
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
     // Both files are checked before anything starts: a bad one names its wrong line/entry.
     let guard = Guard {
         keys: args
@@ -140,6 +140,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         cache_bytes: args.cache_bytes,
         guard,
+        log_format,
     };
     local::serve(listener, origin, options, local::shutdown_signal()).await?;
     println!("imgedge edge stopped");

@@ -20,12 +20,14 @@
 //! bucket), [`store_location`] (`--store`).
 
 pub mod cache;
+pub mod metrics;
 pub mod pages;
 pub mod seed;
 mod server;
 pub mod store_location;
 
 use crate::guard::Guard;
+use crate::observe::LogFormat;
 
 pub use server::{router, serve, server_timing, shutdown_signal, ViewerKey};
 pub use store_location::StoreLocation;
@@ -34,6 +36,8 @@ pub const X_CACHE_HIT: &str = "Hit from imgedge";
 pub const X_CACHE_MISS: &str = "Miss from imgedge";
 /// `POST` here drops edge cache entries, like a CloudFront invalidation.
 pub const INVALIDATE_PATH: &str = "/_imgedge/invalidate";
+/// Prometheus text of the emulator (DESIGN.md §11).
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Settings of the emulator itself (the origin's limits live in [`crate::service::Origin`]).
 #[derive(Debug, Clone)]
@@ -42,6 +46,8 @@ pub struct ServeOptions {
     pub cache_bytes: u64,
     /// What the viewer-request function checks: signature, presets, policy.
     pub guard: Guard,
+    /// Format of the per-request log line on stderr.
+    pub log_format: LogFormat,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +55,7 @@ impl Default for ServeOptions {
         ServeOptions {
             cache_bytes: 256 * 1024 * 1024,
             guard: Guard::default(),
+            log_format: LogFormat::Text,
         }
     }
 }

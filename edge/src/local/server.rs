@@ -3,6 +3,7 @@
 //! store; conditional GET and HEAD; the invalidation endpoint and the gallery.
 
 use std::future::Future;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,13 +15,17 @@ use axum::Router;
 use percent_encoding::percent_decode_str;
 
 use super::cache::{edge_ttl, etag_matches, CacheHit, CachedResponse, EdgeCache};
+use super::metrics::{self, EdgeMetrics};
 use super::pages;
-use super::{ServeOptions, INVALIDATE_PATH, X_CACHE_HIT, X_CACHE_MISS};
+use super::{ServeOptions, INVALIDATE_PATH, METRICS_PATH, X_CACHE_HIT, X_CACHE_MISS};
 use crate::cloudfront::{self, OriginRequestOutput};
 use crate::error::Error;
 use crate::guard::Guard;
+use crate::observe::{LogFormat, RequestRecord};
 use crate::service::{BuildStats, Origin};
+use crate::sign::split_sig;
 use crate::single_flight::KeyedLocks;
+use crate::store::StoreCall;
 
 /// Where a viewer request lands in the cache and what query the origin sees: what the
 /// viewer-request CloudFront Function computes.
@@ -35,6 +40,12 @@ pub struct ViewerKey {
 }
 
 impl ViewerKey {
+    /// The master key (the cache key without its `/` and query).
+    pub fn master_key(&self) -> &str {
+        let path = self.cache_key.split_once('?').map_or(&*self.cache_key, |(p, _)| p);
+        path.trim_start_matches('/')
+    }
+
     /// The function's checks in the order of DESIGN.md §10 (key, signature, preset, query,
     /// policy); an error is answered by the function itself, as CloudFront does, uncached.
     pub fn new(
@@ -61,6 +72,8 @@ impl ViewerKey {
 /// What the edge answers a viewer GET with, before conditional/HEAD handling.
 struct Answer {
     response: Arc<CachedResponse>,
+    /// What is logged and counted for this request.
+    record: RequestRecord,
     /// `Some(age)` for a cache hit.
     hit: Option<Duration>,
     server_timing: Option<String>,
@@ -68,9 +81,11 @@ struct Answer {
     vary_accept: bool,
 }
 
-/// `Server-Timing` of a miss, in milliseconds: the build stages when this request
+/// `Server-Timing` of a miss, in milliseconds: each store call the origin made
+/// (`head-master`, `get-marker`, `put-variant`, …), the build stages when this request
 /// rendered the variant, the origin-request handler as a whole, and reading the object.
 pub fn server_timing(
+    store_calls: &[StoreCall],
     stats: Option<&BuildStats>,
     origin: Duration,
     read: Option<Duration>,
@@ -78,6 +93,9 @@ pub fn server_timing(
     let mut parts = Vec::new();
     let mut push =
         |name: &str, d: Duration| parts.push(format!("{name};dur={:.3}", d.as_secs_f64() * 1000.0));
+    for call in store_calls {
+        push(&call.name(), call.duration);
+    }
     if let Some(s) = stats {
         push("fetch", s.fetch);
         push("decode", s.timings.decode);
@@ -95,6 +113,8 @@ pub fn server_timing(
 struct Edge {
     origin: Arc<Origin>,
     guard: Guard,
+    log_format: LogFormat,
+    metrics: EdgeMetrics,
     cache: EdgeCache,
     /// Per cache key: the one request that goes to the origin holds it.
     collapsing: KeyedLocks,
@@ -102,17 +122,39 @@ struct Edge {
 
 impl Edge {
     async fn viewer_request(&self, path: &str, query: &str, accept: Option<&str>) -> Answer {
+        let started = Instant::now();
         let key = match ViewerKey::new(&self.guard, path, query, accept) {
             Ok(key) => key,
-            Err(e) => return Answer::from_viewer_function(&e),
+            Err(e) => {
+                let mut record = RequestRecord::base(
+                    cloudfront::next_request_id(),
+                    path.trim_start_matches('/'),
+                    split_sig(query).0,
+                    started.elapsed(),
+                );
+                record.set_error(&e);
+                return Answer::from_viewer_function(&e, record);
+            }
+        };
+        let hit = |hit: CacheHit| {
+            let mut record = RequestRecord::base(
+                cloudfront::next_request_id(),
+                key.master_key(),
+                key.origin_query.as_str(),
+                started.elapsed(),
+            );
+            record.outcome = "hit".to_string();
+            record.status = hit.response.status;
+            record.bytes_out = Some(hit.response.body.len() as u64);
+            Answer::hit(hit, record)
         };
         let mut answer = match self.cache.get(&key.cache_key, Instant::now()) {
-            Some(hit) => Answer::hit(hit),
+            Some(h) => hit(h),
             None => {
                 self.collapsing
                     .run(&key.cache_key, || async {
                         match self.cache.get(&key.cache_key, Instant::now()) {
-                            Some(hit) => Answer::hit(hit),
+                            Some(h) => hit(h),
                             None => self.ask_origin(&key, path, accept).await,
                         }
                     })
@@ -124,10 +166,11 @@ impl Edge {
     }
 
     async fn ask_origin(&self, key: &ViewerKey, path: &str, accept: Option<&str>) -> Answer {
+        let _in_flight = self.metrics.in_flight();
         let started = Instant::now();
         let headers: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
         let event = cloudfront::origin_request_event(path, &key.origin_query, &headers);
-        let (output, stats) = cloudfront::handle_origin_request(&self.origin, event).await;
+        let (output, handled) = cloudfront::handle_origin_request(&self.origin, event).await;
         let origin_time = started.elapsed();
         let (response, read_time) = match output {
             OriginRequestOutput::Response(generated) => {
@@ -144,11 +187,31 @@ impl Edge {
             self.cache
                 .insert(&key.cache_key, response.clone(), ttl, Instant::now());
         }
+        let mut record = handled.record;
+        // What the viewer got: the object read after a rewrite may be gone (404).
+        record.status = response.status;
+        record.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if record.status >= 400 && matches!(record.outcome.as_str(), "reused" | "built" | "master")
+        {
+            record.outcome = if record.status == 404 {
+                "not_found"
+            } else {
+                "store_error"
+            }
+            .to_string();
+        }
+        record.bytes_out = Some(response.body.len() as u64).filter(|_| response.status < 400);
         Answer {
+            server_timing: Some(server_timing(
+                &handled.trace.calls,
+                handled.built.as_ref(),
+                origin_time,
+                read_time,
+            )),
             response,
             hit: None,
-            server_timing: Some(server_timing(stats.as_ref(), origin_time, read_time)),
             vary_accept: false,
+            record,
         }
     }
 
@@ -207,22 +270,34 @@ impl Edge {
 }
 
 impl Answer {
-    fn hit(hit: CacheHit) -> Answer {
+    fn hit(hit: CacheHit, record: RequestRecord) -> Answer {
         Answer {
             response: hit.response,
             hit: Some(hit.age),
             server_timing: None,
             vary_accept: false,
+            record,
         }
     }
 
     /// The viewer-request function's own answer: it never reaches the cache or the origin.
-    fn from_viewer_function(e: &Error) -> Answer {
+    fn from_viewer_function(e: &Error, record: RequestRecord) -> Answer {
         Answer {
             response: Arc::new(CachedResponse::from_error(e)),
             hit: None,
             server_timing: None,
             vary_accept: false,
+            record,
+        }
+    }
+
+    /// `Some(true)` for an edge cache hit, `Some(false)` for a miss, `None` when the viewer
+    /// step answered (no lookup).
+    fn edge_cache_hit(&self) -> Option<bool> {
+        match (&self.hit, &self.server_timing) {
+            (Some(_), _) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
         }
     }
 
@@ -272,6 +347,28 @@ impl Answer {
             ))
         })
     }
+}
+
+fn text_response(content_type: &str, body: String) -> Response {
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .expect("valid response")
+}
+
+/// The browser asks for it on every page; an SVG answers without a log of errors.
+fn favicon() -> Response {
+    let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+               <rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#0f172a\"/>\
+               <path d=\"M3 12l3-4 2 2 3-5 2 7z\" fill=\"#38bdf8\"/></svg>";
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "image/svg+xml")
+        .header(header::CACHE_CONTROL, "public, max-age=86400")
+        .body(Body::from(svg))
+        .expect("valid response")
 }
 
 fn json_response(status: u16, cache_control: &str, body: String) -> Response {
@@ -326,10 +423,19 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
         method_not_allowed(&method)
     } else if path == "/" {
         edge.gallery().await
+    } else if path == METRICS_PATH {
+        text_response(metrics::CONTENT_TYPE, edge.metrics.render())
+    } else if path == "/favicon.ico" {
+        favicon()
     } else {
-        edge.viewer_request(&path, &query, accept.as_deref())
-            .await
-            .into_response(if_none_match.as_deref(), head)
+        let answer = edge.viewer_request(&path, &query, accept.as_deref()).await;
+        let mut record = answer.record.clone();
+        record.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        edge.metrics.observe(&record, answer.edge_cache_hit());
+        // One line per image request, written whole (never interleaved).
+        let line = record.line(edge.log_format);
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        answer.into_response(if_none_match.as_deref(), head)
     };
     // The template's response headers policy: no viewer may sniff a type (DESIGN.md §10).
     response.headers_mut().insert(
@@ -341,17 +447,10 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
         *response.body_mut() = Body::empty();
     }
 
-    let x_cache = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    tracing::info!(
+    tracing::debug!(
         %method,
         uri = %request.uri,
         status = response.status().as_u16(),
-        cache = %x_cache,
         ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
         "request"
     );
@@ -363,6 +462,8 @@ pub fn router(origin: Arc<Origin>, options: ServeOptions) -> Router {
     let edge = Arc::new(Edge {
         origin,
         guard: options.guard,
+        log_format: options.log_format,
+        metrics: EdgeMetrics::default(),
         cache: EdgeCache::new(options.cache_bytes),
         collapsing: KeyedLocks::new(),
     });
@@ -423,11 +524,21 @@ mod tests {
             },
             store: ms(5),
         };
+        let calls = [StoreCall {
+            op: "head",
+            object: "master",
+            duration: ms(7),
+        }];
         assert_eq!(
-            server_timing(Some(&stats), ms(20), Some(Duration::from_micros(1500))),
-            "fetch;dur=1.000, decode;dur=2.000, resize;dur=3.000, encode;dur=4.000, \
-             store;dur=5.000, origin;dur=20.000, read;dur=1.500"
+            server_timing(
+                &calls,
+                Some(&stats),
+                ms(20),
+                Some(Duration::from_micros(1500))
+            ),
+            "head-master;dur=7.000, fetch;dur=1.000, decode;dur=2.000, resize;dur=3.000, \
+             encode;dur=4.000, store;dur=5.000, origin;dur=20.000, read;dur=1.500"
         );
-        assert_eq!(server_timing(None, ms(2), None), "origin;dur=2.000");
+        assert_eq!(server_timing(&[], None, ms(2), None), "origin;dur=2.000");
     }
 }

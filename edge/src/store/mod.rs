@@ -12,9 +12,11 @@ pub mod conformance;
 mod fs;
 mod memory;
 mod s3;
+mod traced;
 pub use fs::FsStore;
 pub use memory::MemStore;
 pub use s3::S3Store;
+pub use traced::{StoreCall, StoreTrace, TracedStore};
 
 /// Errors of the storage layer; the request path maps them to `store_error` (502).
 #[derive(Debug, thiserror::Error)]

@@ -70,12 +70,33 @@ impl EdgeServer {
         Self::spawn(store.as_ref(), Path::new("/nonexistent"), args, env, false)
     }
 
+    /// Like [`EdgeServer::start_with`], with stderr (the request log) written to `log`.
+    pub fn start_logging(
+        store: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> EdgeServer {
+        Self::spawn_logging(store.as_os_str(), store, args, env, false, Some(log))
+    }
+
     fn spawn(
         store_arg: &std::ffi::OsStr,
         store: &Path,
         args: &[&str],
         env: &[(&str, String)],
         seed: bool,
+    ) -> EdgeServer {
+        Self::spawn_logging(store_arg, store, args, env, seed, None)
+    }
+
+    fn spawn_logging(
+        store_arg: &std::ffi::OsStr,
+        store: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        seed: bool,
+        log: Option<&Path>,
     ) -> EdgeServer {
         let port = free_port();
         let mut command = Command::new(bin_path("edge"));
@@ -85,7 +106,10 @@ impl EdgeServer {
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::null(),
+            });
         if !seed {
             command.arg("--no-seed");
         }

@@ -1,0 +1,210 @@
+//! What an operator sees of `edge serve` (DESIGN.md §11): one JSON log line per image
+//! request with the contract's fields and never a `sig`, `IMGEDGE_LOG_FORMAT`, `GET /metrics`
+//! parsed by Prometheus' own Python parsers, and `Server-Timing` naming each store call.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use edge::sign::SigningKeys;
+use image::ImageFormat;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+const LOG_FIELDS: [&str; 17] = [
+    "level",
+    "message",
+    "request_id",
+    "key",
+    "query",
+    "outcome",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "total_ms",
+    "fetch_ms",
+    "decode_ms",
+    "resize_ms",
+    "encode_ms",
+    "store_ms",
+    "store_round_trips",
+    "message",
+];
+
+fn lines(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn json_request_lines_metrics_and_server_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    put(&bucket, "a.png", &gradient(300, 200, ImageFormat::Png));
+    let keys_file = dir.path().join("keys");
+    std::fs::write(&keys_file, KEY).unwrap();
+    let log = dir.path().join("stderr.log");
+    let edge = EdgeServer::start_logging(
+        &bucket,
+        &["--signing-keys", keys_file.to_str().unwrap()],
+        &[("IMGEDGE_LOG_FORMAT", "json".to_string())],
+        &log,
+    );
+    let keys = SigningKeys::parse(KEY).unwrap();
+    let signed = |q: &str| format!("/a.png?{}", keys.signed_query("/a.png", q));
+
+    let built = edge.get(&signed("w=100&fmt=webp"));
+    assert_eq!(built.status, 200);
+    // Every store call is named; the first step's three calls share one round trip.
+    let timing = built.header("server-timing").unwrap().to_string();
+    for name in [
+        "head-master",
+        "head-variant",
+        "get-marker",
+        "get-master",
+        "put-variant",
+        "decode",
+    ] {
+        assert!(
+            timing.contains(&format!("{name};dur=")),
+            "{name} in {timing}"
+        );
+    }
+    let hit = edge.get(&signed("w=100&fmt=webp"));
+    assert_eq!(hit.x_cache(), "Hit from imgedge");
+    assert_eq!(edge.get("/a.png").status, 200);
+    assert_eq!(edge.get(&signed("w=0")).status, 400);
+    assert_eq!(edge.get("/a.png?w=100").status, 403);
+    assert_eq!(edge.get(&signed("w=50&fmt=png")).status, 200);
+    let metrics = edge.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    drop(edge);
+
+    let records = lines(&log);
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "built",
+            "hit",
+            "master",
+            "invalid_parameter",
+            "invalid_signature",
+            "built"
+        ]
+    );
+    for r in &records {
+        for field in LOG_FIELDS {
+            // bytes_out is absent for errors and masters (the origin does not read those).
+            if field == "bytes_out" && (r["status"] != 200 || r["outcome"] == "master") {
+                continue;
+            }
+            assert!(r.get(field).is_some(), "{field} missing in {r}");
+        }
+        assert_eq!(r["message"], "request");
+        assert!(!r.to_string().contains("sig="), "no sig in a log line: {r}");
+        assert!(!r.to_string().contains(KEY), "no secret in a log line: {r}");
+    }
+    let first = &records[0];
+    assert_eq!(first["key"], "a.png");
+    assert_eq!(first["query"], "w=100&fmt=webp");
+    assert_eq!(first["status"], 200);
+    // HEAD master ∥ HEAD variant ∥ GET marker, then GET master, then PUT.
+    assert_eq!(first["store_round_trips"], 3, "{first}");
+    assert!(
+        first["bytes_in"].as_u64().unwrap() > 1000,
+        "the master was read"
+    );
+    assert!(first["bytes_out"].as_u64().unwrap() > 0);
+    assert!(first["decode_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(records[3]["status"], 400);
+    assert_eq!(records[3]["level"], "warn");
+
+    // Prometheus' own parsers (classic text and OpenMetrics) read the exposition.
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(metrics.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let parsed = Command::new("python")
+        .args([
+            "-c",
+            r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families as classic
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+text = sys.stdin.read()
+out = {}
+for parse in (classic, openmetrics):
+    for family in parse(text):
+        for s in family.samples:
+            out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+print(json.dumps(out))
+"#,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python with prometheus_client (scripts/tools.sh installs it)");
+    assert!(
+        parsed.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let samples: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    let sample = |name: &str| {
+        samples[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} in {samples}"))
+    };
+    assert_eq!(sample(r#"imgedge_builds_total{}"#), 2.0);
+    assert_eq!(sample(r#"imgedge_requests_total{"outcome": "hit"}"#), 1.0);
+    assert_eq!(
+        sample(r#"imgedge_errors_total{"code": "invalid_signature"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(r#"imgedge_edge_cache_requests_total{"result": "miss"}"#),
+        3.0
+    );
+    assert_eq!(sample(r#"imgedge_render_duration_seconds_count{}"#), 2.0);
+    assert_eq!(sample(r#"imgedge_origin_requests_in_flight{}"#), 0.0);
+}
+
+#[test]
+fn text_format_and_a_bad_format_value() {
+    let dir = tempfile::tempdir().unwrap();
+    put(dir.path(), "a.png", &gradient(60, 40, ImageFormat::Png));
+    let log = dir.path().join("stderr.log");
+    let edge = EdgeServer::start_logging(
+        dir.path(),
+        &[],
+        &[("IMGEDGE_LOG_FORMAT", "text".to_string())],
+        &log,
+    );
+    assert_eq!(edge.get("/a.png?w=30").status, 200);
+    drop(edge);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("/a.png?w=30 → 200 built"), "{text}");
+
+    let out = Command::new(imgedge_tests::bin_path("edge"))
+        .args(["serve", "--no-seed", "--store"])
+        .arg(dir.path())
+        .env("IMGEDGE_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("json or text"));
+}
