@@ -56,7 +56,11 @@ EMF_METRICS = {
 }
 EMF_DIMENSIONS = {
     "Outcome": {"built", "reused", "master", "error"},
-    "ErrorCode": {"invalid_parameter", "not_found", "unsupported_image", "image_too_large", "store_error", "internal", "timeout"},
+    # DESIGN.md §3's error codes (busy only in edge serve, which emits no EMF).
+    "ErrorCode": {
+        "invalid_key", "invalid_parameter", "invalid_signature", "not_found", "unsupported_image",
+        "image_too_large", "busy", "timeout", "store_error", "internal",
+    },
 }
 
 
