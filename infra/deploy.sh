@@ -12,7 +12,7 @@ esac
 # Deploy imgedge to AWS: S3 bucket + CloudFront (OAC) + CloudFront Functions + Lambda@Edge,
 # all from infra/template.yaml in us-east-1. See docs/deploy.md.
 #
-#   infra/deploy.sh [--dry-run] deploy [--policy FILE] [--signing-keys FILE|none]
+#   infra/deploy.sh [--dry-run] deploy [--policy FILE] [--signing-keys FILE|none] [--alarm-topic ARN]
 #                                                  build the function zip, upload it, deploy the stack
 #   infra/deploy.sh [--dry-run] signing-keys FILE|none
 #                                                  only set the signing keys (rotation; no redeploy)
@@ -29,6 +29,9 @@ esac
 #   most 1 KB), checked first, then put into the stack's KeyValueStore after the deploy: every
 #   URL with a query must then be signed. none: delete the keys, signing off. The keys stay
 #   until changed (a deploy without the option leaves them); no secret is ever printed.
+# --alarm-topic ARN: an SNS topic in us-east-1 that the stack's alarms notify (ALARM and OK;
+#   docs/operations.md). Part of each deploy, like the settings below: without it (or
+#   IMGEDGE_ALARM_TOPIC) the alarms have no actions.
 #
 # --dry-run prints every AWS CLI call (one line each, starting with "+ aws") instead of running
 # it, and needs no AWS CLI, credentials, region or config; values that would come from AWS are
@@ -42,6 +45,7 @@ esac
 #   IMGEDGE_DOMAINS=a.example.com,b.example.com  IMGEDGE_CERT_ARN=arn:aws:acm:us-east-1:…
 #   IMGEDGE_MAX_PIXELS, IMGEDGE_MAX_BYTES  limits written into config.json by infra/package.sh
 #   IMGEDGE_POLICY_FILE                the --policy file when the option is not given
+#   IMGEDGE_ALARM_TOPIC                the --alarm-topic ARN when the option is not given
 #   IMGEDGE_ZIP                        use this prebuilt zip instead of running infra/package.sh
 #   IMGEDGE_DESTROY_RETRY_MINUTES=15 IMGEDGE_DESTROY_ATTEMPTS=16  destroy's wait for replicas
 set -euo pipefail
@@ -54,6 +58,9 @@ REQUIRED_REGION=us-east-1
 DRY_RUN=0
 ASSUME_YES=0
 POLICY_FILE="${IMGEDGE_POLICY_FILE:-}"
+ALARM_TOPIC="${IMGEDGE_ALARM_TOPIC:-}"
+# The template's AllowedPattern for AlarmTopicArn: a standard SNS topic in the alarms' Region.
+ALARM_TOPIC_PATTERN='^arn:aws[a-z-]*:sns:us-east-1:[0-9]{12}:[A-Za-z0-9_-]{1,256}$'
 SIGNING_KEYS=""    # a keys file, "none", or empty: leave the KeyValueStore as it is
 SIGNING_KEYS_NAME=signing-keys # the KeyValueStore key the viewer-request function reads
 KVS_VALUE_LIMIT=1024           # bytes in one CloudFront KeyValueStore value
@@ -190,6 +197,36 @@ check_signing_keys() {
   size=$(wc -c <"$file")
   ((size <= KVS_VALUE_LIMIT)) || die "signing keys $file: $((size)) bytes, but a CloudFront KeyValueStore value holds at most $KVS_VALUE_LIMIT; drop comments or retired keys (about 14 secrets of 64 hex digits fit)"
   SIGNING_KEY_COUNT=$secrets
+}
+
+# --alarm-topic: the ARN of a standard SNS topic in us-east-1 (CloudWatch alarms notify topics of
+# their own Region; the stack's alarms live in us-east-1 with it). $2 names where it came from.
+check_alarm_topic() {
+  local arn=$1 given=$2
+  [[ "$arn" =~ $ALARM_TOPIC_PATTERN ]] && return 0
+  if [[ "$arn" =~ ^arn:aws[a-z-]*:sns:([a-z0-9-]+): && "${BASH_REMATCH[1]}" != us-east-1 ]]; then
+    die "$given: the topic is in ${BASH_REMATCH[1]}, but the alarms live in us-east-1 with the stack and notify only a topic there; create one in us-east-1 (docs/operations.md#alarm-notifications)"
+  fi
+  die "$given: not the ARN of a standard SNS topic (arn:aws:sns:us-east-1:<account id>:<name>; 'aws sns create-topic --name NAME --region us-east-1' prints one)"
+}
+
+# The alarm topic exists and is readable (the stack would accept any well-formed ARN, and the
+# alarms would then notify nothing). A topic of another account is not ours to read: its policy
+# must let this account's CloudWatch alarms publish, which only its owner can check.
+check_alarm_topic_exists() {
+  local owner why errors
+  owner=$(cut -d: -f5 <<<"$ALARM_TOPIC")
+  if [[ "$owner" != "$ACCOUNT" ]]; then
+    say "note: alarm topic $ALARM_TOPIC belongs to account $owner; its access policy must allow cloudwatch.amazonaws.com to publish from account $ACCOUNT"
+    return
+  fi
+  errors=$(mktemp)
+  if ! aws_run sns get-topic-attributes --topic-arn "$ALARM_TOPIC" --query Attributes.TopicArn --output text >/dev/null 2>"$errors"; then
+    why=$(tr '\n' ' ' <"$errors")
+    rm -f "$errors"
+    die "cannot read the alarm topic $ALARM_TOPIC ('aws sns get-topic-attributes' failed: ${why:-no output}); create it first: aws sns create-topic --name NAME --region us-east-1 (docs/operations.md#alarm-notifications)"
+  fi
+  rm -f "$errors"
 }
 
 # A path as an absolute one (the AWS CLI's file:// and package.sh run elsewhere).
@@ -367,6 +404,11 @@ cmd_deploy() {
   render_template "$rendered"
   [[ -n "$POLICY_FILE" ]] || say "no policy (--policy FILE): the URL API's full ranges are allowed"
   preflight
+  if [[ -n "$ALARM_TOPIC" ]]; then
+    check_alarm_topic_exists
+  else
+    say "no alarm topic (--alarm-topic ARN): the alarms have no actions; they show on the dashboard only"
+  fi
   check_bucket_is_new
   build_zip
   ensure_artifact_bucket
@@ -391,12 +433,14 @@ cmd_deploy() {
     "VariantsExpirationDays=${IMGEDGE_VARIANTS_EXPIRATION_DAYS:-90}" \
     "Versioning=${IMGEDGE_VERSIONING:-false}" \
     "AlternateDomainNames=${IMGEDGE_DOMAINS:-}" \
-    "AcmCertificateArn=${IMGEDGE_CERT_ARN:-}"; then
+    "AcmCertificateArn=${IMGEDGE_CERT_ARN:-}" \
+    "AlarmTopicArn=$ALARM_TOPIC"; then
     die "the stack deployment failed: see 'aws cloudformation describe-stack-events --stack-name $STACK --region $REGION'; a stack whose first creation failed (ROLLBACK_COMPLETE) must be removed with 'deploy.sh destroy' before deploying again"
   fi
   # After the stack, which creates the store. On a first deploy the bucket is new and empty
   # until then, so nothing can be made unsigned in between.
   [[ -z "$SIGNING_KEYS" ]] || apply_signing_keys
+  [[ -z "$ALARM_TOPIC" ]] || say "alarms notify $ALARM_TOPIC (ALARM and OK)"
   print_outputs
   local url
   url=$(stack_output ExampleUrl)
@@ -532,7 +576,7 @@ cmd_destroy() {
 }
 
 main() {
-  local args=() policy_given=0
+  local args=() policy_given=0 alarm_topic_given=0
   while (($#)); do
     case "$1" in
       --dry-run) DRY_RUN=1 ;;
@@ -541,6 +585,10 @@ main() {
       --policy | --signing-keys)
         (($# > 1)) || die "$1 needs an argument: a file (docs/deploy.md)"
         if [[ "$1" == --policy ]]; then POLICY_FILE=$2 policy_given=1; else SIGNING_KEYS=$2; fi
+        shift ;;
+      --alarm-topic)
+        (($# > 1)) || die "--alarm-topic needs an argument: an SNS topic ARN in us-east-1 (docs/operations.md)"
+        ALARM_TOPIC=$2 alarm_topic_given=1
         shift ;;
       *) args+=("$1") ;;
     esac
@@ -554,12 +602,18 @@ main() {
   esac
   [[ -z "$SIGNING_KEYS" || "$cmd" == deploy ]] ||
     die "--signing-keys goes with deploy; to change only the keys: deploy.sh signing-keys FILE|none"
+  ((!alarm_topic_given)) || [[ "$cmd" == deploy ]] || die "--alarm-topic goes with deploy, not $cmd"
   # Inputs are checked before anything is built, called or created.
   if [[ -n "$POLICY_FILE" && ("$cmd" == deploy || "$cmd" == render) ]]; then
     local given="--policy $POLICY_FILE"
     ((policy_given)) || given="IMGEDGE_POLICY_FILE=$POLICY_FILE"
     [[ -f "$POLICY_FILE" && -r "$POLICY_FILE" ]] || die "$given: no such readable file (a policy.json: docs/url-api.md)"
     POLICY_FILE=$(absolute "$POLICY_FILE")
+  fi
+  if [[ -n "$ALARM_TOPIC" && "$cmd" == deploy ]]; then
+    local topic_given="--alarm-topic $ALARM_TOPIC"
+    ((alarm_topic_given)) || topic_given="IMGEDGE_ALARM_TOPIC=$ALARM_TOPIC"
+    check_alarm_topic "$ALARM_TOPIC" "$topic_given"
   fi
   if [[ -n "$SIGNING_KEYS" && "$SIGNING_KEYS" != none ]]; then
     check_signing_keys "$SIGNING_KEYS"

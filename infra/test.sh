@@ -4,7 +4,8 @@
 #   policy rules (infra/policy) incl. their tests on deliberately broken copies,
 #   ShellCheck on every shell script of the repository,
 #   the CloudFront Functions' package step and node tests (shared fixtures),
-#   deploy.sh --dry-run call sequences and error messages, package.sh's config.json.
+#   deploy.sh --dry-run call sequences and error messages, package.sh's config.json,
+#   docs/operations.md's Logs Insights queries against the log line contract.
 #
 #   infra/test.sh           all of the above
 #   infra/test.sh --moto    also deploy.sh against a local moto server (slow: ~1 min)
@@ -86,7 +87,7 @@ step "policy rules on the rendered template" python "$ROOT/infra/policy/check_te
 step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
 step "shellcheck" run_shellcheck
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"
-step "deploy.sh dry run and errors" env IMGEDGE_AWS_CLI="$IMGEDGE_VENV/bin/aws" IMGEDGE_TEST_MOTO="$MOTO" \
+step "infra/tests: deploy.sh dry run and errors, package.sh, operations doc queries" env IMGEDGE_AWS_CLI="$IMGEDGE_VENV/bin/aws" IMGEDGE_TEST_MOTO="$MOTO" \
   python -m unittest discover -s "$ROOT/infra/tests" -t "$ROOT/infra/tests"
 
 if ((${#failed[@]})); then

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Policy rules for infra/template.yaml (DESIGN.md §7, issue 6), in the spirit of cfn-guard.
+"""Policy rules for infra/template.yaml (DESIGN.md §7, issue 6; alarms and dashboard: issue 16,
+docs/operations.md), in the spirit of cfn-guard.
 
 Usage: check_template.py TEMPLATE [--function BUILT_JS] [--response-function BUILT_JS]
                          [--function-source SOURCE_JS]
@@ -18,6 +19,7 @@ them into their long JSON forms, so the rules see what CloudFormation sees.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -29,6 +31,37 @@ URL_API_PARAMS = ["w", "h", "fit", "fmt", "q", "dpr", "bg"]
 HTTPS_ONLY = {"redirect-to-https", "https-only"}
 # The CloudFront Functions by event type: the placeholder deploy.sh replaces with each.
 PLACEHOLDERS = {"viewer-request": "@@VIEWER_REQUEST_JS@@", "viewer-response": "@@VIEWER_RESPONSE_JS@@"}
+
+# Operations (docs/operations.md). The parameter naming the SNS topic the alarms notify.
+ALARM_TOPIC_PARAM = "AlarmTopicArn"
+# The alarms the template must have, by the CloudFront metrics (us-east-1, Region=Global, this
+# distribution) each watches: viewers' 5xx rate, Lambda@Edge failures, Lambda@Edge throttles.
+REQUIRED_ALARMS = {
+    "CloudFront 5xx error rate": {"5xxErrorRate"},
+    "Lambda@Edge errors": {"LambdaExecutionError", "LambdaValidationError"},
+    "Lambda@Edge throttles": {"LambdaLimitExceededErrors"},
+}
+# Lambda@Edge runs in the Regions of CloudFront's regional edge caches. AWS publishes no list;
+# these are the known ones. Every per-Region graph of the dashboard draws exactly these.
+EDGE_REGIONS = [
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2", "eu-central-1",
+    "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2", "sa-east-1",
+]
+# The Lambda's embedded metric format (DESIGN.md §11): edge/src must emit exactly these names,
+# one document per request, dimension sets [["Outcome"]] and, for errors, also ["ErrorCode"].
+EMF_NAMESPACE = "imgedge"
+EMF_METRICS = {
+    "Requests", "RenderMs", "FetchMs", "DecodeMs", "ResizeMs", "EncodeMs", "StoreMs", "TotalMs",
+    "BytesIn", "BytesOut", "StoreRoundTrips",
+}
+EMF_DIMENSIONS = {
+    "Outcome": {"built", "reused", "master", "error"},
+    # DESIGN.md §3's error codes (busy only in edge serve, which emits no EMF).
+    "ErrorCode": {
+        "invalid_key", "invalid_parameter", "invalid_signature", "not_found", "unsupported_image",
+        "image_too_large", "busy", "timeout", "store_error", "internal",
+    },
+}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -394,6 +427,184 @@ def rule_nosniff_on_every_response(t):
     return out
 
 
+def alarm_metrics(alarm: dict) -> list:
+    """(namespace, metric name, {dimension: value}) of each metric an alarm watches."""
+    p = props(alarm)
+    stats = [{"Namespace": p.get("Namespace"), "MetricName": p.get("MetricName"), "Dimensions": p.get("Dimensions")}]
+    if "Metrics" in p:
+        stats = [q.get("MetricStat", {}).get("Metric", {}) for q in p.get("Metrics") or [] if "MetricStat" in q]
+    return [
+        (m.get("Namespace"), m.get("MetricName"), {d.get("Name"): d.get("Value") for d in m.get("Dimensions") or []})
+        for m in stats
+    ]
+
+
+def topic_condition(t: dict) -> str | None:
+    """The condition that is true exactly when the alarm topic parameter is set."""
+    want = {"Fn::Not": [{"Fn::Equals": [{"Ref": ALARM_TOPIC_PARAM}, ""]}]}
+    return next((name for name, c in (t.get("Conditions") or {}).items() if c == want), None)
+
+
+def rule_alarms(t):
+    """The three alarms exist, on this distribution's CloudFront metrics; each has a name of its
+    stack and a description naming the runbook, treats no data as OK, and notifies the alarm
+    topic (ALARM and OK) exactly when the topic parameter is set."""
+    out = []
+    param = (t.get("Parameters") or {}).get(ALARM_TOPIC_PARAM)
+    if param is None or param.get("Default") != "":
+        out.append(f"no parameter {ALARM_TOPIC_PARAM} defaulting to empty (alarms without actions)")
+    cond = topic_condition(t)
+    if cond is None:
+        out.append(f"no condition Not(Equals(Ref {ALARM_TOPIC_PARAM}, \"\"))")
+    actions = {"Fn::If": [cond, [{"Ref": ALARM_TOPIC_PARAM}], {"Ref": "AWS::NoValue"}]}
+    dists = list(distributions(t))
+    watched = []
+    for name, a in resources(t, "AWS::CloudWatch::Alarm").items():
+        p = props(a)
+        if "${AWS::StackName}" not in str(p.get("AlarmName", "")):
+            out.append(f"{name}: AlarmName does not name the stack (two stacks would collide)")
+        description = str(p.get("AlarmDescription", ""))
+        if len(description) < 80 or "docs/operations.md" not in description:
+            out.append(f"{name}: AlarmDescription must say what happened and point to docs/operations.md")
+        if p.get("TreatMissingData") != "notBreaching":
+            out.append(f"{name}: TreatMissingData is {p.get('TreatMissingData')}, want notBreaching (no traffic is not a failure)")
+        for key in ("AlarmActions", "OKActions"):
+            if p.get(key) != actions:
+                out.append(f"{name}: {key} must be the {ALARM_TOPIC_PARAM} topic when it is set, none otherwise")
+        if p.get("InsufficientDataActions"):
+            out.append(f"{name}: InsufficientDataActions would notify on every quiet period")
+        metrics = alarm_metrics(a)
+        for ns, metric, dims in metrics:
+            if ns != "AWS/CloudFront":
+                out.append(f"{name}: watches {ns} {metric}; an alarm in us-east-1 sees every edge only in AWS/CloudFront")
+            elif dims.get("Region") != "Global" or not any(refers_to(dims.get("DistributionId"), d) for d in dists):
+                out.append(f"{name}: {metric} is not this distribution's (DistributionId = the template's, Region = Global)")
+        watched.append({m for _, m, _ in metrics})
+    for what, metrics in REQUIRED_ALARMS.items():
+        if metrics not in watched:
+            out.append(f"no alarm on {what} ({' + '.join(sorted(metrics))})")
+    return out
+
+
+def expand_metrics(metrics: list) -> list:
+    """Dashboard metric entries with CloudWatch's shorthands resolved: "..." repeats the previous
+    entry's namespace, name and dimensions; "." repeats the value at the same position."""
+    out, previous = [], []
+    for entry in metrics:
+        values = [v for v in entry if not isinstance(v, dict)]
+        options = next((v for v in entry if isinstance(v, dict)), {})
+        if values[:1] == ["..."]:
+            values = previous + values[1:]
+        else:
+            values = [previous[i] if v == "." and i < len(previous) else v for i, v in enumerate(values)]
+        if values:
+            previous = values
+        out.append((values, options))
+    return out
+
+
+def dashboard_body(d: dict):
+    """The dashboard body parsed as JSON (the Fn::Sub text: ${...} sit inside JSON strings)."""
+    body = props(d).get("DashboardBody")
+    text = body.get("Fn::Sub") if isinstance(body, dict) else body
+    text = text[0] if isinstance(text, list) else text
+    return json.loads(text), text
+
+
+def rule_dashboard(t):
+    """A dashboard of this stack: valid JSON widgets on the 24-column grid, without overlaps;
+    CloudFront metrics of this distribution and its functions in us-east-1; Lambda@Edge metrics of
+    us-east-1.<the function> and imgedge metrics of the EMF contract, one line per EDGE_REGIONS
+    Region; an alarm widget with every alarm of the template."""
+    out = []
+    boards = resources(t, "AWS::CloudWatch::Dashboard")
+    if not boards:
+        out.append("no CloudWatch dashboard")
+    dist_ids = list(distributions(t))
+    lambdas = list(resources(t, "AWS::Lambda::Function"))
+    function_names = {n.get("Fn::Sub", n) if isinstance(n, dict) else n for n in (props(f).get("Name") for f in resources(t, "AWS::CloudFront::Function").values())}
+    alarms = set(resources(t, "AWS::CloudWatch::Alarm"))
+    known = set(t.get("Resources", {})) | set(t.get("Parameters", {}) or {}) | {"AWS::StackName", "AWS::Region", "AWS::AccountId", "AWS::Partition"}
+    for name, d in boards.items():
+        if "${AWS::StackName}" not in str(props(d).get("DashboardName", "")):
+            out.append(f"{name}: DashboardName does not name the stack")
+        try:
+            body, text = dashboard_body(d)
+        except (ValueError, TypeError, AttributeError) as e:
+            out.append(f"{name}: DashboardBody is not a JSON Fn::Sub text ({e})")
+            continue
+        for ref in re.findall(r"\$\{([^}]+)\}", text):
+            if ref.split(".")[0] not in known:
+                out.append(f"{name}: ${{{ref}}} names nothing in the template")
+        cells, listed_alarms = set(), set()
+        for i, w in enumerate(body.get("widgets", [])):
+            label = f"{name} widget {i} ({w.get('properties', {}).get('title') or w.get('type')})"
+            x, y, width, height = (w.get(k) for k in ("x", "y", "width", "height"))
+            if not all(isinstance(v, int) for v in (x, y, width, height)) or x < 0 or width < 1 or x + width > 24:
+                out.append(f"{label}: position outside the 24-column grid")
+                continue
+            mine = {(cx, cy) for cx in range(x, x + width) for cy in range(y, y + height)}
+            if mine & cells:
+                out.append(f"{label}: overlaps another widget")
+            cells |= mine
+            kind, p = w.get("type"), w.get("properties", {})
+            if kind == "alarm":
+                arn = r"arn:\$\{AWS::Partition\}:cloudwatch:\$\{AWS::Region\}:\$\{AWS::AccountId\}:alarm:\$\{(\w+)\}"
+                listed_alarms |= {m.group(1) for a in p.get("alarms", []) for m in [re.fullmatch(arn, a)] if m}
+                continue
+            if kind != "metric":
+                if kind != "text":
+                    out.append(f"{label}: widget type {kind}")
+                continue
+            if not p.get("region"):
+                out.append(f"{label}: no region (metrics are read in one Region each)")
+            regions_by_metric = {}
+            for values, options in expand_metrics(p.get("metrics", [])):
+                if "expression" in options:
+                    continue
+                if len(values) < 2 or len(values) % 2:
+                    out.append(f"{label}: metric entry {values} is not namespace, name, dimension pairs")
+                    continue
+                ns, metric, dims = values[0], values[1], dict(zip(values[2::2], values[3::2]))
+                region = options.get("region", p.get("region"))
+                what = f"{label}: {ns} {metric}"
+                if ns == "AWS/CloudFront":
+                    if region != "us-east-1" or dims.get("Region") != "Global":
+                        out.append(f"{what}: CloudFront metrics are read in us-east-1 with Region=Global")
+                    if set(dims) == {"DistributionId", "Region"}:
+                        if not any(dims["DistributionId"] == f"${{{d}}}" for d in dist_ids):
+                            out.append(f"{what}: DistributionId is not the template's distribution")
+                    elif set(dims) == {"FunctionName", "Region"}:
+                        if dims["FunctionName"] not in function_names:
+                            out.append(f"{what}: FunctionName is not one of the template's CloudFront Functions")
+                    else:
+                        out.append(f"{what}: dimensions {sorted(dims)}")
+                    continue
+                if ns == "AWS/Lambda":
+                    if dims != {"FunctionName": dims.get("FunctionName")} or not any(
+                        dims.get("FunctionName") == f"us-east-1.${{{f}}}" for f in lambdas
+                    ):
+                        out.append(f"{what}: a Lambda@Edge replica is FunctionName us-east-1.<the template's function>, got {dims}")
+                elif ns == EMF_NAMESPACE:
+                    if metric not in EMF_METRICS:
+                        out.append(f"{what}: not a metric of the EMF contract {sorted(EMF_METRICS)}")
+                    for k, v in dims.items():
+                        if v not in EMF_DIMENSIONS.get(k, ()):
+                            out.append(f"{what}: dimension {k}={v} is not in the EMF contract")
+                    if len(dims) != 1:
+                        out.append(f"{what}: the EMF dimension sets have one dimension each, got {sorted(dims)}")
+                else:
+                    out.append(f"{what}: namespace not charted by imgedge")
+                    continue
+                regions_by_metric.setdefault((ns, metric, tuple(sorted(dims.items()))), []).append(region)
+            for (ns, metric, dims), regions in regions_by_metric.items():
+                if regions != EDGE_REGIONS:
+                    out.append(f"{label}: {ns} {metric} is drawn for {regions}, want one line per Region of EDGE_REGIONS in order")
+        if listed_alarms != alarms:
+            out.append(f"{name}: the alarm widget lists {sorted(listed_alarms)}, the template has {sorted(alarms)}")
+    return list(dict.fromkeys(out))  # a "..." line repeats its metric's fault: say it once
+
+
 def rule_function_code(t, built: dict):
     """Each CloudFront Function's code is the placeholder of its event (template) or the built
     function of its event (rendered template); built = {event type: minified code}."""
@@ -429,6 +640,8 @@ RULES = [
     rule_edge_functions,
     rule_edge_role_least_privilege,
     rule_nosniff_on_every_response,
+    rule_alarms,
+    rule_dashboard,
 ]
 
 

@@ -106,6 +106,66 @@ BREAKAGES = [
         "        SecurityHeadersConfig:\n          FrameOptions:\n            FrameOption: DENY\n            Override: true\n",
         "rule_nosniff_on_every_response",
     ),
+    # Alarms (docs/operations.md)
+    (
+        "alarm without a description",
+        '      AlarmDescription: !Sub "imgedge ${AWS::StackName}: more than 5% of viewer requests',
+        '      Description: !Sub "imgedge ${AWS::StackName}: more than 5% of viewer requests',
+        "rule_alarms",
+    ),
+    (
+        "alarm always notifying one topic",
+        "      EvaluationPeriods: 1\n      Threshold: 1\n      ComparisonOperator: GreaterThanOrEqualToThreshold\n      TreatMissingData: notBreaching\n"
+        "      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n",
+        "      EvaluationPeriods: 1\n      Threshold: 1\n      ComparisonOperator: GreaterThanOrEqualToThreshold\n      TreatMissingData: notBreaching\n"
+        "      AlarmActions: [arn:aws:sns:us-east-1:111122223333:someone-else]\n",
+        "rule_alarms",
+    ),
+    (
+        "alarm silent when it recovers",
+        "      TreatMissingData: notBreaching\n      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n"
+        "      OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n\n  # The origin-request",
+        "      TreatMissingData: notBreaching\n      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n\n  # The origin-request",
+        "rule_alarms",
+    ),
+    (
+        "alarm on another distribution",
+        "      MetricName: 5xxErrorRate\n      Dimensions:\n        - Name: DistributionId\n          Value: !Ref Distribution\n",
+        "      MetricName: 5xxErrorRate\n      Dimensions:\n        - Name: DistributionId\n          Value: E2OTHERDIST\n",
+        "rule_alarms",
+    ),
+    ("no throttle alarm", "      MetricName: LambdaLimitExceededErrors\n", "      MetricName: LambdaExecutionError\n", "rule_alarms"),
+    (
+        "alarms notify a built-in topic by default",
+        '    Default: ""\n    AllowedPattern: "^(|arn:aws[a-z-]*:sns:',
+        '    Default: "arn:aws:sns:us-east-1:111122223333:ops"\n    AllowedPattern: "^(|arn:aws[a-z-]*:sns:',
+        "rule_alarms",
+    ),
+    # Dashboard
+    ("no dashboard", "    Type: AWS::CloudWatch::Dashboard\n", "    Type: AWS::CloudWatch::AnomalyDetector\n", "rule_dashboard"),
+    (
+        "CloudFront metrics read outside us-east-1",
+        '"title": "Requests", "region": "us-east-1"',
+        '"title": "Requests", "region": "eu-west-1"',
+        "rule_dashboard",
+    ),
+    (
+        "a Region missing from a per-Region graph",
+        ',\n           ["...", {"region": "sa-east-1", "label": "sa-east-1"}]\n          ]}}\n        ]}',
+        "\n          ]}}\n        ]}",
+        "rule_dashboard",
+    ),
+    (
+        "Lambda@Edge metrics without the us-east-1. prefix",
+        '["AWS/Lambda", "Invocations", "FunctionName", "us-east-1.${EdgeFunction}"',
+        '["AWS/Lambda", "Invocations", "FunctionName", "${EdgeFunction}"',
+        "rule_dashboard",
+    ),
+    ("EMF metric outside the contract", '["imgedge", "TotalMs", "Outcome", "built"', '["imgedge", "TotalTime", "Outcome", "built"', "rule_dashboard"),
+    ("EMF outcome outside the contract", '["imgedge", "Requests", "Outcome", "reused"', '["imgedge", "Requests", "Outcome", "cached"', "rule_dashboard"),
+    ("an alarm missing from the alarm widget", '           "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${EdgeFunctionErrorsAlarm}",\n', "", "rule_dashboard"),
+    ("dashboard body not JSON", '"title": "Duration p99 (ms)", "region"', '"title": "Duration p99 (ms)" "region"', "rule_dashboard"),
+    ("overlapping widgets", '{"type": "metric", "x": 8, "y": 4,', '{"type": "metric", "x": 4, "y": 4,', "rule_dashboard"),
 ]
 
 

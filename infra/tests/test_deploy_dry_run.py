@@ -486,10 +486,73 @@ class DryRun(unittest.TestCase):
         self.assertIn("at most 1024", run.stderr)
         self.assert_no_secret(run, [secret])
 
+    # --- --alarm-topic ----------------------------------------------------------------------
+
+    TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:imgedge-alarms"
+
+    def stack_overrides(self, calls):
+        deploy = next(c for c in calls if c[:3] == ["aws", "cloudformation", "deploy"])
+        return dict(a.split("=", 1) for a in deploy[deploy.index("--parameter-overrides") + 1 :] if "=" in a)
+
+    def test_alarm_topic_is_checked_then_reaches_the_stack(self):
+        for args, env in ((["deploy", "--alarm-topic", self.TOPIC], {}), (["deploy"], {"IMGEDGE_ALARM_TOPIC": self.TOPIC})):
+            with self.subTest(env=env):
+                run = self.run_deploy("--dry-run", *args, env=env)
+                calls = self.calls(run)
+                self.assertEqual([self.op(c) for c in calls[:3]], [("sts", "get-caller-identity"), ("sns", "get-topic-attributes"), ("cloudformation", "describe-stacks")])
+                self.assertEqual(self.flag(calls[1], "--topic-arn"), self.TOPIC)
+                self.assertEqual(self.flag(calls[1], "--region"), "us-east-1")
+                self.assertEqual(self.stack_overrides(calls)["AlarmTopicArn"], self.TOPIC)
+                self.assertIn(f"alarms notify {self.TOPIC}", run.stderr)
+                self.assertNotIn("no alarm topic", run.stderr)
+
+    def test_without_an_alarm_topic_the_alarms_have_no_actions(self):
+        run = self.run_deploy("--dry-run", "deploy")
+        calls = self.calls(run)
+        self.assertNotIn(("sns", "get-topic-attributes"), [self.op(c) for c in calls])
+        self.assertEqual(self.stack_overrides(calls)["AlarmTopicArn"], "", "empty: a deploy without it removes the actions")
+        self.assertIn("no alarm topic (--alarm-topic ARN)", run.stderr)
+
+    def test_a_topic_of_another_account_is_not_read(self):
+        topic = "arn:aws:sns:us-east-1:111122223333:central-alarms"
+        run = self.run_deploy("--dry-run", "deploy", "--alarm-topic", topic)
+        calls = self.calls(run)
+        self.assertNotIn(("sns", "get-topic-attributes"), [self.op(c) for c in calls])
+        self.assertEqual(self.stack_overrides(calls)["AlarmTopicArn"], topic)
+        self.assertIn("belongs to account 111122223333", run.stderr)
+        self.assertIn("cloudwatch.amazonaws.com", run.stderr)
+
+    def test_a_bad_alarm_topic_stops_before_anything_is_called(self):
+        cases = [
+            (["--alarm-topic", "arn:aws:sns:eu-west-1:123456789012:alarms"], {}, "the topic is in eu-west-1"),
+            (["--alarm-topic", "imgedge-alarms"], {}, "--alarm-topic imgedge-alarms: not the ARN of a standard SNS topic"),
+            (["--alarm-topic", "arn:aws:sns:us-east-1:123456789012:alarms.fifo"], {}, "not the ARN of a standard SNS topic"),
+            (["--alarm-topic", "arn:aws:sqs:us-east-1:123456789012:alarms"], {}, "not the ARN of a standard SNS topic"),
+            ([], {"IMGEDGE_ALARM_TOPIC": "alarms"}, "IMGEDGE_ALARM_TOPIC=alarms: not the ARN"),
+            (["--alarm-topic"], {}, "--alarm-topic needs an argument"),
+        ]
+        for args, env, mention in cases:
+            with self.subTest(args=args, env=env):
+                run = self.run_deploy("--dry-run", "deploy", *args, env=env, ok=False)
+                self.assertEqual((run.returncode, self.calls(run)), (1, []), run.stderr)
+                self.assertIn(mention, run.stderr)
+        run = self.run_deploy("--dry-run", "outputs", "--alarm-topic", self.TOPIC, ok=False)
+        self.assertEqual((run.returncode, self.calls(run)), (1, []))
+        self.assertIn("--alarm-topic goes with deploy", run.stderr)
+        # Commands other than deploy ignore IMGEDGE_ALARM_TOPIC, as they pass no parameters.
+        self.assertEqual(self.run_deploy("--dry-run", "outputs", env={"IMGEDGE_ALARM_TOPIC": "bad"}).returncode, 0)
+
+    def test_the_script_and_the_template_accept_the_same_topics(self):
+        template = yaml.load((INFRA / "template.yaml").read_text(), Loader=yaml.BaseLoader)
+        allowed = template["Parameters"]["AlarmTopicArn"]["AllowedPattern"]
+        script = next(line for line in DEPLOY.read_text().splitlines() if line.startswith("ALARM_TOPIC_PATTERN="))
+        self.assertEqual(allowed, "^(|" + script.split("'")[1][1:-1] + ")$", "the template's pattern is the script's or empty")
+
     def test_usage_and_unknown_commands(self):
         usage = self.run_deploy("--help").stdout
         self.assertIn("invalidate PATH", usage)
         self.assertIn("--yes", usage)
+        self.assertIn("--alarm-topic ARN", usage)
         self.assertNotIn("set -euo", usage)
         run = self.run_deploy("--dry-run", "launch", ok=False)
         self.assertNotEqual(run.returncode, 0)

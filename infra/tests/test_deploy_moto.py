@@ -13,6 +13,9 @@ Signing keys: moto implements no cloudfront-keyvaluestore API and its CloudForma
 AWS::CloudFront::KeyValueStore (no SigningKeyValueStoreArn output), so here only the refusal
 after the stack is checked; the KeyValueStore calls themselves are covered by the dry run and a
 scripted aws (test_deploy_dry_run: signing keys tests, FakeAwsSigningKeys).
+Operations: moto skips AWS::CloudWatch::Alarm (covered by cfn-lint and the policy rules) but
+creates the dashboard, so its body is checked here as CloudFormation resolved it; --alarm-topic
+is checked against moto's SNS.
 """
 
 import ast
@@ -20,6 +23,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -191,6 +195,44 @@ class DeployAgainstMoto(unittest.TestCase):
         status = self.aws("cloudformation", "describe-stacks", "--stack-name", "Signed")["Stacks"][0]["StackStatus"]
         self.assertIn(status, ("CREATE_COMPLETE", "UPDATE_COMPLETE"), "the stack deploy itself went through")
         self.deploy_sh("--yes", "destroy", env={"IMGEDGE_STACK": "Signed"})
+
+    def test_alarm_topic_and_dashboard(self):
+        names = {"IMGEDGE_STACK": "Watched", "IMGEDGE_BUCKET": "watched-masters-test", "IMGEDGE_ARTIFACT_BUCKET": "watched-zips-test"}
+        zip_path = self.zip_with("watched.zip", "export const handler = async (event) => event.Records[0].cf.request;\n")
+        # A topic that does not exist: refused before anything is created.
+        missing = f"arn:aws:sns:us-east-1:{ACCOUNT}:no-such-topic"
+        run = self.deploy_sh("deploy", "--alarm-topic", missing, zip_path=zip_path, env=names, ok=False)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn(f"cannot read the alarm topic {missing}", run.stderr)
+        stacks = self.aws("cloudformation", "list-stacks")["StackSummaries"]
+        self.assertNotIn("Watched", [s["StackName"] for s in stacks], "no stack was attempted")
+
+        topic = self.aws("sns", "create-topic", "--name", "imgedge-alarms")["TopicArn"]
+        run = self.deploy_sh("deploy", "--alarm-topic", topic, zip_path=zip_path, env=names)
+        self.assertIn(f"alarms notify {topic}", run.stderr)
+        stack = self.aws("cloudformation", "describe-stacks", "--stack-name", "Watched")["Stacks"][0]
+        params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+        self.assertEqual(params["AlarmTopicArn"], topic)
+        # moto skips the alarms but creates the dashboard: its body, as CloudFormation resolved
+        # it, is JSON and charts the replicas of this stack's function.
+        board = self.aws("cloudwatch", "get-dashboard", "--dashboard-name", "Watched-operations")
+        body = json.loads(board["DashboardBody"])
+        lambda_lines = [m for w in body["widgets"] for m in w["properties"].get("metrics", []) if m[0] == "AWS/Lambda"]
+        self.assertTrue(lambda_lines)
+        self.assertTrue(all(m[3] == "us-east-1.Watched-origin-request" for m in lambda_lines), lambda_lines)
+        left = set(re.findall(r"\$\{([^}]+)\}", board["DashboardBody"]))
+        skipped = {"Distribution", "CloudFront5xxAlarm", "EdgeFunctionErrorsAlarm", "EdgeFunctionThrottlesAlarm"}
+        self.assertLessEqual(left, skipped, "every ${...} is substituted but those of resources moto skips")
+        self.assertTrue(body["widgets"][0]["properties"]["markdown"].startswith("# imgedge Watched\nCloudFront"), "a real line break")
+
+        # A deploy without the option takes the topic off the alarms (the parameter is empty again).
+        run = self.deploy_sh("deploy", zip_path=zip_path, env=names)
+        self.assertIn("no alarm topic", run.stderr)
+        stack = self.aws("cloudformation", "describe-stacks", "--stack-name", "Watched")["Stacks"][0]
+        self.assertEqual({p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["AlarmTopicArn"], "")
+        self.deploy_sh("--yes", "destroy", env={"IMGEDGE_STACK": "Watched"})
+        dashboards = self.aws("cloudwatch", "list-dashboards")["DashboardEntries"]
+        self.assertNotIn("Watched-operations", [d["DashboardName"] for d in dashboards], "destroy deletes the dashboard")
 
     def test_destroy_reads_the_buckets_from_the_stack_and_asks_first(self):
         # Deployed with bucket names the destroying shell does not know (no IMGEDGE_* below).
