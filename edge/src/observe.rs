@@ -85,7 +85,8 @@ pub struct RequestRecord {
     pub store_round_trips: u32,
 }
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds with microsecond precision, as every record field holds them.
+pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
@@ -108,11 +109,11 @@ impl RequestRecord {
                 record.bytes_out = ensured.bytes;
                 record.outcome = match &ensured.built {
                     Some(stats) => {
-                        record.fetch_ms = ms(stats.fetch);
-                        record.decode_ms = ms(stats.timings.decode);
-                        record.resize_ms = ms(stats.timings.resize);
-                        record.encode_ms = ms(stats.timings.encode);
-                        record.store_ms = ms(stats.store);
+                        record.fetch_ms = millis(stats.fetch);
+                        record.decode_ms = millis(stats.timings.decode);
+                        record.resize_ms = millis(stats.timings.resize);
+                        record.encode_ms = millis(stats.timings.encode);
+                        record.store_ms = millis(stats.store);
                         "built"
                     }
                     None if ensured.key.starts_with(VARIANTS_PREFIX) => "reused",
@@ -142,7 +143,7 @@ impl RequestRecord {
             status: 200,
             bytes_in: 0,
             bytes_out: None,
-            total_ms: ms(total),
+            total_ms: millis(total),
             fetch_ms: 0.0,
             decode_ms: 0.0,
             resize_ms: 0.0,
@@ -244,7 +245,11 @@ impl RequestRecord {
         }
         doc.insert(
             "Outcome".into(),
-            json!(if error { "error" } else { self.outcome.as_str() }),
+            json!(if error {
+                "error"
+            } else {
+                self.outcome.as_str()
+            }),
         );
         let mut directives = vec![json!({
             "Namespace": METRICS_NAMESPACE,
@@ -460,7 +465,10 @@ mod tests {
         assert_eq!(doc["ErrorCode"], "not_found");
         let by_code = &doc["_aws"]["CloudWatchMetrics"][1];
         assert_eq!(by_code["Dimensions"], json!([["ErrorCode"]]));
-        assert_eq!(by_code["Metrics"], json!([{"Name": "Requests", "Unit": "Count"}]));
+        assert_eq!(
+            by_code["Metrics"],
+            json!([{"Name": "Requests", "Unit": "Count"}])
+        );
         assert_eq!(doc["status"], 404);
         let b = RequestRecord::new("x", "a.png", "w=5", Ok(&built()), &trace(), Duration::ZERO);
         assert_eq!(b.emf(1)["RenderMs"], 18.0);
@@ -489,6 +497,47 @@ mod tests {
             .unwrap()
             .remove("Timestamp");
         assert!(check_emf(&no_timestamp).is_err());
+    }
+
+    /// First-column names of the markdown table under `header` in docs/operations.md
+    /// (cells may list several: "`A`, `B`").
+    fn doc_table(header: &str) -> std::collections::BTreeSet<String> {
+        let doc = include_str!("../../docs/operations.md");
+        let start = doc.find(header).expect("table in docs/operations.md");
+        doc[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .flat_map(|l| {
+                l.split('|')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .map(|c| c.trim().trim_matches('`').to_string())
+            .collect()
+    }
+
+    /// docs/operations.md documents (and its Logs Insights queries use, checked by
+    /// infra/tests/test_operations_doc.py) exactly what is written here.
+    #[test]
+    fn the_operations_doc_lists_exactly_these_fields_and_metrics() {
+        let r = RequestRecord::new("x", "a.png", "w=5", Ok(&built()), &trace(), Duration::ZERO);
+        let line: Value = serde_json::from_str(&r.to_json_line()).unwrap();
+        let fields: std::collections::BTreeSet<String> =
+            line.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(fields, doc_table("| field | meaning |"));
+        let doc = r.emf(1);
+        let metrics: std::collections::BTreeSet<String> = doc["_aws"]["CloudWatchMetrics"][0]
+            ["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(metrics, doc_table("| metric | unit | dimensions |"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{ServeOptions, INVALIDATE_PATH, METRICS_PATH, X_CACHE_HIT, X_CACHE_MI
 use crate::cloudfront::{self, OriginRequestOutput};
 use crate::error::Error;
 use crate::guard::Guard;
-use crate::observe::{LogFormat, RequestRecord};
+use crate::observe::{self, LogFormat, RequestRecord};
 use crate::service::{BuildStats, Origin};
 use crate::sign::split_sig;
 use crate::single_flight::KeyedLocks;
@@ -42,7 +42,10 @@ pub struct ViewerKey {
 impl ViewerKey {
     /// The master key (the cache key without its `/` and query).
     pub fn master_key(&self) -> &str {
-        let path = self.cache_key.split_once('?').map_or(&*self.cache_key, |(p, _)| p);
+        let path = self
+            .cache_key
+            .split_once('?')
+            .map_or(&*self.cache_key, |(p, _)| p);
         path.trim_start_matches('/')
     }
 
@@ -190,7 +193,7 @@ impl Edge {
         let mut record = handled.record;
         // What the viewer got: the object read after a rewrite may be gone (404).
         record.status = response.status;
-        record.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        record.total_ms = observe::millis(started.elapsed());
         if record.status >= 400 && matches!(record.outcome.as_str(), "reused" | "built" | "master")
         {
             record.outcome = if record.status == 404 {
@@ -430,7 +433,7 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
     } else {
         let answer = edge.viewer_request(&path, &query, accept.as_deref()).await;
         let mut record = answer.record.clone();
-        record.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        record.total_ms = observe::millis(started.elapsed());
         edge.metrics.observe(&record, answer.edge_cache_hit());
         // One line per image request, written whole (never interleaved).
         let line = record.line(edge.log_format);
