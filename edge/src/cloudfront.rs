@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::observe::RequestRecord;
-use crate::service::{BuildStats, Origin};
+use crate::service::{BuildStats, Ensured, InlineVariant, Origin, VARIANT_CACHE_CONTROL};
 use crate::store::StoreTrace;
 
 /// One header as CloudFront writes it: `{"key": "Accept", "value": "image/webp"}`.
@@ -76,7 +77,8 @@ pub struct CfRequest {
     pub uri: String,
 }
 
-/// A generated response (an error, here); CloudFront answers it without the origin.
+/// A generated response (an error, or a small variant's bytes); CloudFront answers it
+/// without the origin, and caches it like an origin's response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CfResponse {
@@ -88,6 +90,36 @@ pub struct CfResponse {
     pub headers: Headers,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// `base64` for a binary body (text when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_encoding: Option<String>,
+}
+
+impl CfResponse {
+    /// The body's bytes: base64-decoded when `bodyEncoding` says so.
+    pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        let body = self.body.as_deref()?;
+        match self.body_encoding.as_deref() {
+            Some("base64") => base64::engine::general_purpose::STANDARD.decode(body).ok(),
+            _ => Some(body.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// The answer for a variant small enough to send from the origin-request: its bytes
+/// (base64) and the headers the bucket would have sent, so CloudFront needs no fetch.
+pub fn variant_response(variant: &InlineVariant) -> CfResponse {
+    let mut headers = Headers::new();
+    header(&mut headers, "Content-Type", &variant.content_type);
+    header(&mut headers, "Cache-Control", VARIANT_CACHE_CONTROL);
+    header(&mut headers, "ETag", &variant.etag);
+    CfResponse {
+        status: "200".to_string(),
+        status_description: Some("OK".to_string()),
+        headers,
+        body: Some(base64::engine::general_purpose::STANDARD.encode(&variant.body)),
+        body_encoding: Some("base64".to_string()),
+    }
 }
 
 /// What the origin-request handler returns.
@@ -184,6 +216,7 @@ pub fn error_response(error: &Error) -> CfResponse {
         status_description: Some(status_description(error.status()).to_string()),
         headers,
         body: Some(error.to_json()),
+        body_encoding: None,
     }
 }
 
@@ -278,6 +311,10 @@ pub async fn handle_origin_request(
         built,
     };
     let output = match result {
+        Ok(Ensured {
+            inline: Some(variant),
+            ..
+        }) => OriginRequestOutput::Response(variant_response(&variant)),
         Ok(ensured) => {
             request.uri = crate::key::key_to_uri(&ensured.key);
             request.querystring.clear();

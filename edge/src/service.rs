@@ -13,7 +13,8 @@ use crate::policy::Policy;
 use crate::single_flight::KeyedLocks;
 use crate::spec::{self, Format, VariantSpec};
 use crate::store::{
-    Object, ObjectHead, ObjectMeta, PutOptions, PutOutcome, Store, StoreTrace, TracedStore,
+    content_etag, Object, ObjectHead, ObjectMeta, PutOptions, PutOutcome, SmallObject, Store,
+    StoreTrace, TracedStore,
 };
 use crate::transform::{self, Limits, Timings};
 
@@ -77,6 +78,44 @@ pub struct Ensured {
     pub built: Option<BuildStats>,
     /// Size of the variant served; `None` for the master (the origin does not read it).
     pub bytes: Option<u64>,
+    /// The variant's bytes when it is small enough for the origin-request to answer with
+    /// them ([`Limits::inline_max_bytes`]), so CloudFront needs no fetch from the bucket.
+    pub inline: Option<InlineVariant>,
+}
+
+/// A variant answered with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineVariant {
+    pub body: Bytes,
+    pub content_type: String,
+    /// The stored object's ETag (what a rewrite to the bucket would have served).
+    pub etag: String,
+}
+
+impl Ensured {
+    /// A fresh variant found in the store, with its bytes when `get_small` brought them.
+    fn reused(key: String, found: SmallObject) -> Ensured {
+        Ensured {
+            key,
+            built: None,
+            bytes: Some(found.head.size),
+            inline: found.body.map(|body| InlineVariant {
+                body,
+                content_type: found.head.meta.content_type.unwrap_or_default(),
+                etag: found.head.etag,
+            }),
+        }
+    }
+
+    /// The master, served as it is (the origin makes no store call for it).
+    fn master(key: &MasterKey) -> Ensured {
+        Ensured {
+            key: key.as_str().to_string(),
+            built: None,
+            bytes: None,
+            inline: None,
+        }
+    }
 }
 
 /// Make sure the variant of `master` described by `spec` exists in `store` and was made
@@ -94,6 +133,10 @@ pub struct Ensured {
 /// Cheap repeated failures: a 415 or 422 found while rendering is remembered beside the
 /// variants ([`MasterKey::failure_marker_key`], tied to the master's ETag and the limits),
 /// so the next request answers it without downloading the master again.
+///
+/// Few round trips (the bucket may be a continent away): the first step asks for the
+/// master's head, the variant (its bytes too, when small) and the marker at once, so a
+/// fresh variant costs one round trip and a new one three (first step, GET master, PUT).
 pub async fn ensure_variant(
     store: &dyn Store,
     master: &MasterKey,
@@ -103,9 +146,10 @@ pub async fn ensure_variant(
     // The first step asks everything an ordinary request needs at once.
     let requested_key = requested_spec.variant_key(master);
     let marker_key = master.failure_marker_key();
+    let inline_limit = limits.inline_max_bytes;
     let (master_head, requested, marker) = tokio::join!(
         store.head(master.as_str()),
-        store.head(&requested_key),
+        store.get_small(&requested_key, inline_limit),
         store.get(&marker_key),
     );
     let master_head = master_head?.ok_or_else(|| not_found(master))?;
@@ -123,15 +167,11 @@ pub async fn ensure_variant(
         if clamped != spec {
             spec = clamped;
             variant_key = spec.variant_key(master);
-            requested = store.head(&variant_key).await?;
+            requested = store.get_small(&variant_key, inline_limit).await?;
         }
     }
-    if is_fresh(requested.as_ref(), &master_head.etag) {
-        return Ok(Ensured {
-            key: variant_key,
-            built: None,
-            bytes: requested.map(|v| v.size),
-        });
+    if let Some(found) = requested.take_if(|v| is_fresh(&v.head, &master_head.etag)) {
+        return Ok(Ensured::reused(variant_key, found));
     }
     // The byte limit is checked from the object's size, before downloading it.
     if master_head.size > limits.max_bytes {
@@ -157,13 +197,9 @@ pub async fn ensure_variant(
         if clamped != spec {
             spec = clamped;
             variant_key = spec.variant_key(master);
-            requested = store.head(&variant_key).await?;
-            if is_fresh(requested.as_ref(), &master_obj.head.etag) {
-                return Ok(Ensured {
-                    key: variant_key,
-                    built: None,
-                    bytes: requested.map(|v| v.size),
-                });
+            requested = store.get_small(&variant_key, inline_limit).await?;
+            if let Some(found) = requested.take_if(|v| is_fresh(&v.head, &master_obj.head.etag)) {
+                return Ok(Ensured::reused(variant_key, found));
             }
         }
     }
@@ -184,28 +220,40 @@ pub async fn ensure_variant(
     };
 
     let started = Instant::now();
-    let bytes = rendered.bytes.len() as u64;
+    let body = Bytes::from(rendered.bytes);
+    let content_type = rendered.format.content_type().to_string();
     let meta = ObjectMeta {
-        content_type: Some(rendered.format.content_type().to_string()),
+        content_type: Some(content_type.clone()),
         cache_control: Some(VARIANT_CACHE_CONTROL.to_string()),
         metadata: [(SOURCE_ETAG.to_string(), master_obj.head.etag.clone())].into(),
     };
     let outcome = store
         .put(
             &variant_key,
-            Bytes::from(rendered.bytes),
+            body.clone(),
             PutOptions {
                 meta,
                 if_none_match: requested.is_none(),
             },
         )
         .await?;
-    if outcome == PutOutcome::AlreadyExists {
-        tracing::debug!(key = %variant_key, "another writer stored this variant first");
-    }
+    // Output is deterministic: a concurrent writer that won stored these very bytes.
+    let etag = match outcome {
+        PutOutcome::Written { etag } => etag,
+        PutOutcome::AlreadyExists => {
+            tracing::debug!(key = %variant_key, "another writer stored this variant first");
+            content_etag(&body)
+        }
+    };
+    let bytes = body.len() as u64;
     Ok(Ensured {
         key: variant_key,
         bytes: Some(bytes),
+        inline: (bytes <= inline_limit).then(|| InlineVariant {
+            body,
+            content_type,
+            etag,
+        }),
         built: Some(BuildStats {
             fetch,
             timings: rendered.timings,
@@ -214,9 +262,9 @@ pub async fn ensure_variant(
     })
 }
 
-fn is_fresh(variant: Option<&ObjectHead>, master_etag: &str) -> bool {
-    variant
-        .is_some_and(|v| v.meta.metadata.get(SOURCE_ETAG).map(String::as_str) == Some(master_etag))
+/// Made from the master's current bytes.
+fn is_fresh(variant: &ObjectHead, master_etag: &str) -> bool {
+    variant.metadata_matches(SOURCE_ETAG, master_etag)
 }
 
 /// Metadata keys the generator writes on a master: its displayed (oriented) size.
@@ -376,11 +424,7 @@ impl Origin {
             None => resolve(uri, query, accept)?,
         };
         let Some(spec) = resolved.spec else {
-            return Ok(Ensured {
-                key: resolved.master.as_str().to_string(),
-                built: None,
-                bytes: None,
-            });
+            return Ok(Ensured::master(&resolved.master));
         };
         let variant_key = spec.variant_key(&resolved.master);
         self.inflight

@@ -78,7 +78,7 @@ impl CachedResponse {
         CachedResponse {
             status,
             headers,
-            body: Bytes::from(generated.body.clone().unwrap_or_default()),
+            body: Bytes::from(generated.body_bytes().unwrap_or_default()),
         }
     }
 

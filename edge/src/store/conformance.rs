@@ -24,6 +24,40 @@ pub async fn run(store: &dyn Store) {
     odd_keys(store).await;
     empty_body(store).await;
     many_keys(store).await;
+    get_small(store).await;
+}
+
+/// `get_small`: the body exactly when it fits (limit equal to the size included), the
+/// whole object's head either way, `None` when missing, and an empty object works.
+async fn get_small(store: &dyn Store) {
+    let ns = fresh_namespace(store, "get-small").await;
+    let m = meta("image/webp", Some("public, max-age=1"), &[("source-etag", "\"abc\"")]);
+    let key = format!("{ns}v.webp");
+    let body: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 251) as u8).collect();
+    put(store, &key, &body, m.clone()).await;
+    let etag = store.head(&key).await.unwrap().unwrap().etag;
+    for (limit, whole) in [(999, false), (1000, true), (5000, true), (10, false)] {
+        let got = store
+            .get_small(&key, limit)
+            .await
+            .unwrap_or_else(|e| panic!("get_small {limit}: {e}"))
+            .expect("present");
+        assert_eq!(got.head.size, 1000, "limit {limit}: the whole object's size");
+        assert_eq!(got.head.etag, etag, "limit {limit}");
+        assert_eq!(got.head.meta, m, "limit {limit}");
+        match got.body {
+            Some(b) => {
+                assert!(whole, "limit {limit}: no body expected");
+                assert_eq!(&b[..], &body[..], "limit {limit}");
+            }
+            None => assert!(!whole, "limit {limit}: the body fits"),
+        }
+    }
+    assert!(store.get_small(&format!("{ns}missing.webp"), 10).await.unwrap().is_none());
+    let empty = format!("{ns}empty.webp");
+    put(store, &empty, b"", m).await;
+    let got = store.get_small(&empty, 10).await.unwrap().expect("present");
+    assert_eq!((got.head.size, got.body.as_deref()), (0, Some(&b""[..])));
 }
 
 async fn fresh_namespace(store: &dyn Store, case: &str) -> String {

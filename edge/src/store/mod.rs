@@ -55,6 +55,21 @@ pub struct ObjectHead {
     pub meta: ObjectMeta,
 }
 
+/// What [`Store::get_small`] returns: `head.size` is the whole object's.
+#[derive(Debug, Clone)]
+pub struct SmallObject {
+    pub head: ObjectHead,
+    /// The whole body, when it fits the limit asked for.
+    pub body: Option<Bytes>,
+}
+
+impl ObjectHead {
+    /// True when user metadata `name` is exactly `value`.
+    pub fn metadata_matches(&self, name: &str, value: &str) -> bool {
+        self.meta.metadata.get(name).map(String::as_str) == Some(value)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Object {
     pub head: ObjectHead,
@@ -85,6 +100,16 @@ pub trait Store: Send + Sync + 'static {
     /// Whole-object write: readers see the old object or the new one, never a mix.
     async fn put(&self, key: &str, body: Bytes, opts: PutOptions)
         -> Result<PutOutcome, StoreError>;
+    /// The object's head, with its body only when it is at most `limit` bytes: one round
+    /// trip that answers "does it exist, is it fresh, and here are its bytes if small".
+    /// S3 asks for the first `limit + 1` bytes (a ranged GET), so a large object costs no
+    /// more transfer than that; local stores read small objects whole.
+    async fn get_small(&self, key: &str, limit: u64) -> Result<Option<SmallObject>, StoreError> {
+        Ok(self.get(key).await?.map(|o| SmallObject {
+            body: (o.head.size <= limit).then_some(o.body),
+            head: o.head,
+        }))
+    }
     /// Keys under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Delete every object under `prefix`; returns how many were deleted.

@@ -19,7 +19,8 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
 
 use super::{
-    content_etag, Object, ObjectHead, ObjectMeta, PutOptions, PutOutcome, Store, StoreError,
+    content_etag, Object, ObjectHead, ObjectMeta, PutOptions, PutOutcome, SmallObject, Store,
+    StoreError,
 };
 
 /// A TCP connection that is not up in this time will not be (same region or loopback).
@@ -200,6 +201,52 @@ impl Store for S3Store {
                 meta,
             },
             body,
+        }))
+    }
+
+    async fn get_small(&self, key: &str, limit: u64) -> Result<Option<SmallObject>, StoreError> {
+        let full = self.full_key(key)?;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .range(format!("bytes=0-{limit}"))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                return match failure(&e) {
+                    Failure::Missing => Ok(None),
+                    // An empty object has no byte 0 (416): read it plainly.
+                    _ if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                        Ok(self.get(key).await?.map(|o| SmallObject {
+                            body: Some(o.body),
+                            head: o.head,
+                        }))
+                    }
+                    f => Err(store_error("GetObject", &full, &e, f)),
+                }
+            }
+        };
+        let meta = meta_from(out.content_type(), out.cache_control(), out.metadata());
+        let etag = out.e_tag().map(str::to_string);
+        // `bytes 0-N/TOTAL` for a ranged answer; a server that ignores Range sends it all.
+        let total = out
+            .content_range()
+            .and_then(|r| r.rsplit_once('/'))
+            .and_then(|(_, total)| total.parse::<u64>().ok());
+        let body = tokio::time::timeout(BODY_TIMEOUT, out.body.collect())
+            .await
+            .map_err(|_| StoreError::Io(format!("GetObject {full:?}: body read timed out")))?
+            .map_err(|e| StoreError::Io(format!("GetObject {full:?}: reading body: {e}")))?
+            .into_bytes();
+        let size = total.unwrap_or(body.len() as u64);
+        let etag = etag.unwrap_or_else(|| content_etag(&body));
+        Ok(Some(SmallObject {
+            head: ObjectHead { etag, size, meta },
+            body: (size <= limit && body.len() as u64 == size).then_some(body),
         }))
     }
 

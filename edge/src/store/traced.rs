@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Object, ObjectHead, PutOptions, PutOutcome, Store, StoreError};
+use super::{Object, ObjectHead, PutOptions, PutOutcome, SmallObject, Store, StoreError};
 use crate::key::{FAILURE_MARKER_NAME, VARIANTS_PREFIX};
 
 /// One store call of a request.
@@ -103,6 +103,17 @@ impl Store for TracedStore {
         let got = self.inner.get(key).await;
         let bytes = match &got {
             Ok(Some(o)) => o.body.len() as u64,
+            _ => 0,
+        };
+        self.finish("get", key, started, bytes);
+        got
+    }
+
+    async fn get_small(&self, key: &str, limit: u64) -> Result<Option<SmallObject>, StoreError> {
+        let started = self.start();
+        let got = self.inner.get_small(key, limit).await;
+        let bytes = match &got {
+            Ok(Some(SmallObject { body: Some(b), .. })) => b.len() as u64,
             _ => 0,
         };
         self.finish("get", key, started, bytes);

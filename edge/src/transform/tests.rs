@@ -325,6 +325,7 @@ fn pixel_and_byte_limits_are_configuration() {
     let tight = Limits {
         max_pixels: 7_999,
         max_bytes: 1 << 20,
+        ..Limits::default()
     };
     let e = render_err(&master, &w(10, Format::Png), &tight);
     assert_eq!(e.kind, ErrorKind::ImageTooLarge);
@@ -342,6 +343,7 @@ fn pixel_and_byte_limits_are_configuration() {
     let small = Limits {
         max_pixels: 1 << 20,
         max_bytes: 100,
+        ..Limits::default()
     };
     let e = render_err(&master, &w(10, Format::Png), &small);
     assert_eq!(e.kind, ErrorKind::ImageTooLarge);
