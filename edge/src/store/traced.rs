@@ -1,7 +1,7 @@
 //! A per-request view of a store that records what the request asked of it: each call
 //! (operation, which object, how long), the body bytes read, and the *sequential* round
 //! trips — a call that starts while another is in flight shares its trip, so the parallel
-//! first step of [`crate::service::ensure_variant`] counts once. Logs, metrics and
+//! first step of the service's `ensure_variant` counts once. Logs, metrics and
 //! `Server-Timing` read it (DESIGN.md §11).
 
 use std::sync::{Arc, Mutex};
