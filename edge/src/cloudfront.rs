@@ -560,8 +560,63 @@ mod tests {
         assert_eq!(joined.split(", ").count(), 3, "{joined}");
     }
 
+    /// An origin that always rewrites (no variant is small enough to answer with its
+    /// bytes): the rewrite's shape is what these tests look at.
     fn origin_with(store: &Arc<MemStore>) -> Origin {
-        Origin::new(store.clone(), Limits::default())
+        origin_inlining(store, 0)
+    }
+
+    fn origin_inlining(store: &Arc<MemStore>, inline_max_bytes: u64) -> Origin {
+        let limits = Limits {
+            inline_max_bytes,
+            ..Limits::default()
+        };
+        Origin::new(store.clone(), limits)
+    }
+
+    #[tokio::test]
+    async fn small_variants_are_answered_with_their_bytes_and_the_cut_over_is_exact() {
+        let (store, _) = store_with_master(MASTER).await;
+        let event = || origin_request_event(&format!("/{MASTER}"), "w=200&fmt=webp", &[]);
+        // Build it once to learn its size.
+        let (out, _) = handle_origin_request(&origin_with(&store), event()).await;
+        let key = key_from_uri(&expect_request(out).uri).unwrap();
+        let stored = store.get(&key).await.unwrap().unwrap();
+        let size = stored.body.len() as u64;
+
+        // At the limit: the bytes, base64, with the headers the bucket would send.
+        let (out, handled) = handle_origin_request(&origin_inlining(&store, size), event()).await;
+        let resp = expect_response(out);
+        assert_eq!(resp.status, "200");
+        assert_eq!(resp.body_encoding.as_deref(), Some("base64"));
+        assert_eq!(resp.body_bytes().unwrap(), stored.body.to_vec(), "base64 round trip");
+        assert_eq!(header_of(&resp.headers, "content-type"), "image/webp");
+        assert_eq!(header_of(&resp.headers, "cache-control"), VARIANT_CACHE_CONTROL);
+        assert_eq!(header_of(&resp.headers, "etag"), stored.head.etag);
+        assert_eq!(resp.headers["content-type"][0].key.as_deref(), Some("Content-Type"));
+        assert_eq!(handled.record.outcome, "reused");
+        // The JSON CloudFront reads: bodyEncoding, status as a string.
+        let json = serde_json::to_value(OriginRequestOutput::Response(resp)).unwrap();
+        assert_eq!(json["bodyEncoding"], "base64");
+        assert_eq!(json["status"], "200");
+
+        // One byte over: the rewrite.
+        let (out, _) = handle_origin_request(&origin_inlining(&store, size - 1), event()).await;
+        assert_eq!(key_from_uri(&expect_request(out).uri).unwrap(), key);
+
+        // A new variant under the limit is answered with the bytes it just stored.
+        let new = origin_request_event(&format!("/{MASTER}"), "w=100&fmt=png", &[]);
+        let (out, handled) = handle_origin_request(&origin_inlining(&store, 1 << 20), new).await;
+        let resp = expect_response(out);
+        assert_eq!(handled.record.outcome, "built");
+        let stored = store
+            .get("_variants/v1/outputs/2025-02-01/image_001.png/w=100.png")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.body_bytes().unwrap(), stored.body.to_vec());
+        assert_eq!(header_of(&resp.headers, "etag"), stored.head.etag);
+        assert_eq!(header_of(&resp.headers, "content-type"), "image/png");
     }
 
     #[tokio::test]

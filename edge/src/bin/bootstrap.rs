@@ -11,7 +11,7 @@ use edge::cloudfront::{self, OriginRequestEvent, OriginRequestOutput};
 use edge::config::Config;
 use edge::observe::{self, LogFormat, RequestRecord};
 use edge::service::Origin;
-use edge::store::S3Store;
+use edge::store::{S3Store, Store};
 use edge::Error;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
@@ -43,7 +43,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .await;
     tracing::info!(config = %path.display(), bucket = %config.bucket, region = %config.region, "bootstrap ready");
     let policy = config.policy().context("config.json")?;
-    let origin = Arc::new(Origin::new(Arc::new(store), config.limits).with_policy(policy));
+    let store: Arc<dyn Store> = Arc::new(store);
+    // Open the bucket's connection (TCP + TLS, credentials) during init, beside the first
+    // poll for an event, so the first event does not pay the handshakes; the client keeps
+    // it alive for the next events.
+    let warm = Arc::clone(&store);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let answered = warm.head(WARM_UP_KEY).await.is_ok();
+        tracing::info!(ms = observe::millis(started.elapsed()), answered, "bucket connection opened");
+    });
+    let origin = Arc::new(Origin::new(store, config.limits).with_policy(policy));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let origin = Arc::clone(&origin);
@@ -51,6 +61,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     }))
     .await
 }
+
+/// A key no one writes (a HEAD of it answers 404 cheaply); only its connection matters.
+const WARM_UP_KEY: &str = "_variants/warm-up";
 
 /// One event: a malformed event becomes a generated 500 rather than a runtime error, so
 /// CloudFront always gets an answer it can serve. Writes the request's line: a JSON log

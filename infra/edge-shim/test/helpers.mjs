@@ -1,6 +1,7 @@
 // Test kit for the shim: a real moto S3 server, a real `bootstrap`, a function directory
 // laid out like the Lambda zip (index.mjs + bootstrap + config.json), and a PNG writer.
 
+import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
@@ -160,6 +161,23 @@ function chunk(type, data) {
 
 /** An 8-bit RGB PNG of a colour gradient, `width`×`height`. */
 export function gradientPng(width, height) {
+  return rgbPng(width, height, (x, y) => [(x * 255) / width, (y * 255) / height, ((x + y) * 97) & 0xff]);
+}
+
+/** RGB noise (deterministic): it does not compress, so a PNG of it is ~3 bytes a pixel. */
+export function noisePng(width, height) {
+  let state = 0x9e3779b9;
+  const next = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state & 0xff;
+  };
+  return rgbPng(width, height, () => [next(), next(), next()]);
+}
+
+/** An 8-bit RGB PNG whose pixel (x, y) is `pixel(x, y)` = [r, g, b]. */
+function rgbPng(width, height, pixel) {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
@@ -171,9 +189,7 @@ export function gradientPng(width, height) {
     raw[row] = 0; // filter: none
     for (let x = 0; x < width; x++) {
       const p = row + 1 + x * 3;
-      raw[p] = (x * 255) / width;
-      raw[p + 1] = (y * 255) / height;
-      raw[p + 2] = ((x + y) * 97) & 0xff;
+      [raw[p], raw[p + 1], raw[p + 2]] = pixel(x, y);
     }
   }
   return Buffer.concat([
@@ -221,4 +237,31 @@ export function zipEntries(zip) {
   });
   if (run.status !== 0) throw new Error(`cannot list ${zip}: ${run.stderr}`);
   return run.stdout.trim().split("\n");
+}
+
+/** The uri a rewrite to object `key` carries (segments percent-encoded, `/` kept). */
+export function uriOf(key) {
+  return "/" + key.split("/").map(encodeURIComponent).join("/");
+}
+
+/**
+ * The answer serves the stored variant `key` in one of the two shapes of the origin-request:
+ * a rewrite to it, or (small variants) its exact bytes as a base64 body with the stored
+ * object's Content-Type, Cache-Control and ETag. Returns "rewrite" or "body".
+ */
+export async function assertServesVariant(moto, bucket, res, key) {
+  if (res.status === undefined) {
+    assert.equal(res.uri, uriOf(key), JSON.stringify(res).slice(0, 300));
+    assert.equal(res.querystring, "");
+    return "rewrite";
+  }
+  assert.equal(res.status, "200", JSON.stringify(res).slice(0, 300));
+  assert.equal(res.bodyEncoding, "base64");
+  const stored = await moto.get(bucket, key);
+  assert.equal(stored.status, 200, `${key} is stored`);
+  assert.ok(Buffer.from(res.body, "base64").equals(stored.body), "the body is the stored object, byte for byte");
+  assert.equal(header(res, "content-type"), stored.headers.get("content-type"));
+  assert.equal(header(res, "cache-control"), "public, max-age=31536000, immutable");
+  assert.equal(header(res, "etag"), stored.headers.get("etag"));
+  return "body";
 }

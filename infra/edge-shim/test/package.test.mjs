@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 
-import { Moto, REPO, fixture, gradientPng, unzipTo, zipEntries } from "./helpers.mjs";
+import { Moto, REPO, assertServesVariant, fixture, gradientPng, unzipTo, zipEntries } from "./helpers.mjs";
 
 const ZIP = process.env.IMGEDGE_ZIP ?? join(REPO, "dist/edge-function.zip");
 let moto;
@@ -35,7 +35,7 @@ test("dist/edge-function.zip runs the documented example against S3", { skip: !e
 
   shim = await import(join(dir, "index.mjs"));
   const res = await shim.handler(fixture("image_001-w512-webp.json"));
-  assert.equal(res.uri, "/_variants/v1/outputs/2025-02-01/image_001.png/w%3D512%2Cfmt%3Dwebp.webp");
+  await assertServesVariant(moto, config.bucket, res, "_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp");
   const head = await moto.head(config.bucket, "_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp");
   assert.equal(head.status, 200);
   assert.equal(head.headers.get("x-amz-meta-source-etag"), etag);

@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { Moto, eventFor, fixture, functionDir, gradientPng, header, pngSize } from "./helpers.mjs";
+import {
+  Moto, assertServesVariant, eventFor, fixture, functionDir, gradientPng, header, noisePng, pngSize,
+} from "./helpers.mjs";
 
 const BUCKET = "my-image-bucket-2025";
 const MASTER = "outputs/2025-02-01/image_001.png";
@@ -41,33 +43,53 @@ function assertErrorResponse(res, status, error, cache) {
 }
 
 describe("origin-request through the shim", () => {
-  test("the documented example event for image_001.png?w=512&fmt=webp → rewritten request and stored variant", async () => {
-    const event = fixture("image_001-w512-webp.json");
-    const request = event.Records[0].cf.request;
-    const res = await shim.handler(event);
-
+  test("the documented example event for image_001.png?w=512&fmt=webp → the variant's bytes, stored", async () => {
+    const res = await shim.handler(fixture("image_001-w512-webp.json"));
     const variant = "_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp";
-    assert.equal(res.uri, "/_variants/v1/outputs/2025-02-01/image_001.png/w%3D512%2Cfmt%3Dwebp.webp");
-    assert.equal(res.querystring, "");
-    assert.equal(res.method, "GET");
-    assert.deepEqual(res.headers, request.headers, "headers pass through");
-    assert.deepEqual(res.origin, request.origin, "origin passes through");
-    assert.equal(res.status, undefined, "a request, not a generated response");
+    // Small (a few KB): answered with its bytes, so CloudFront needs no fetch from S3.
+    assert.equal(await assertServesVariant(moto, BUCKET, res, variant), "body");
+    assert.equal(res.statusDescription, "OK");
 
     const head = await moto.head(BUCKET, variant);
     assert.equal(head.status, 200);
     assert.equal(head.headers.get("content-type"), "image/webp");
     assert.equal(head.headers.get("cache-control"), "public, max-age=31536000, immutable");
     assert.equal(head.headers.get("x-amz-meta-source-etag"), masterEtag);
-    const { body } = await moto.get(BUCKET, variant);
+    const body = Buffer.from(res.body, "base64");
     assert.equal(body.subarray(0, 4).toString("latin1"), "RIFF");
     assert.equal(body.subarray(8, 12).toString("latin1"), "WEBP");
 
-    // Same request again: the fresh variant is reused, not rewritten.
+    // Same request again: the fresh variant is reused (same bytes), not rewritten.
     const etag = head.headers.get("etag");
     const again = await shim.handler(fixture("image_001-w512-webp.json"));
-    assert.equal(again.uri, res.uri);
+    assert.equal(await assertServesVariant(moto, BUCKET, again, variant), "body");
+    assert.equal(again.body, res.body);
     assert.equal((await moto.head(BUCKET, variant)).headers.get("etag"), etag);
+  });
+
+  test("a variant above the generated-response limit is a rewrite; the cut-over is at 700 KiB", async () => {
+    // Noise does not compress: a w-wide PNG variant is ~3·w·h bytes. Find the widths whose
+    // variants sit just under and just over the limit, and check both shapes there.
+    const LIMIT = 700 * 1024;
+    const NOISY = "outputs/2025-02-01/noise.png";
+    await moto.put(BUCKET, NOISY, noisePng(800, 600), "image/png");
+    const size = async (w) => {
+      const res = await shim.handler(eventFor(`/${NOISY}`, `w=${w}`));
+      const key = `_variants/v1/${NOISY}/w=${w}.png`;
+      const shape = await assertServesVariant(moto, BUCKET, res, key);
+      const bytes = Number((await moto.head(BUCKET, key)).headers.get("content-length"));
+      assert.equal(shape, bytes <= LIMIT ? "body" : "rewrite", `w=${w}: ${bytes} bytes`);
+      return bytes;
+    };
+    let [lo, hi] = [300, 800]; // size(lo) ≤ LIMIT < size(hi)
+    assert.ok((await size(lo)) <= LIMIT && (await size(hi)) > LIMIT);
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if ((await size(mid)) <= LIMIT) lo = mid;
+      else hi = mid;
+    }
+    const [under, over] = [await size(lo), await size(hi)];
+    assert.ok(under <= LIMIT && over > LIMIT && over - under < 8192, `${under} / ${over}`);
   });
 
   test("no query → the master itself", async () => {
@@ -107,7 +129,7 @@ describe("origin-request through the shim", () => {
       if (uri === null) {
         assertErrorResponse(res, 400, "invalid_parameter", "public, max-age=60");
       } else {
-        assert.equal(res.uri, uri, `answer for ${query}`);
+        await assertServesVariant(moto, BUCKET, res, decodeURIComponent(uri.slice(1)));
       }
     }
     const h50 = await moto.get(BUCKET, `_variants/v1/${MASTER}/h=50.png`);
@@ -121,7 +143,7 @@ describe("origin-request through the shim", () => {
     process.kill(pid, "SIGKILL");
     while (shim.childPid() === pid) await new Promise((r) => setTimeout(r, 5));
     const res = await shim.handler(eventFor(`/${MASTER}`, "w=120"));
-    assert.equal(res.uri, `/_variants/v1/${MASTER}/w%3D120.png`);
+    await assertServesVariant(moto, BUCKET, res, `_variants/v1/${MASTER}/w=120.png`);
     assert.notEqual(shim.childPid(), pid);
   });
 
@@ -137,7 +159,7 @@ describe("origin-request through the shim", () => {
     assert.deepEqual(await moto.keys(BUCKET, `_variants/v1/${BIG}/`), []);
 
     const next = await shim.handler(eventFor(`/${BIG}`, "w=100"));
-    assert.equal(next.uri, `/_variants/v1/${BIG}/w%3D100.png`);
+    await assertServesVariant(moto, BUCKET, next, `_variants/v1/${BIG}/w=100.png`);
   });
 
   test("an event over the size bound → 500 no-store, not relayed; the same child serves the next", async () => {
@@ -149,7 +171,7 @@ describe("origin-request through the shim", () => {
     assertErrorResponse(res, 500, "internal", "no-store");
     assert.equal((await moto.head(BUCKET, `_variants/v1/${MASTER}/w=64.png`)).status, 404, "never rendered");
     const next = await shim.handler(eventFor(`/${MASTER}`, "w=64"));
-    assert.equal(next.uri, `/_variants/v1/${MASTER}/w%3D64.png`);
+    await assertServesVariant(moto, BUCKET, next, `_variants/v1/${MASTER}/w=64.png`);
     assert.equal(shim.childPid(), pid);
   });
 
@@ -162,7 +184,7 @@ describe("origin-request through the shim", () => {
     await moto.start(); // same port; moto keeps no state, so seed again
     await seed();
     const up = await shim.handler(eventFor(`/${MASTER}`, "w=77"));
-    assert.equal(up.uri, `/_variants/v1/${MASTER}/w%3D77.png`);
+    await assertServesVariant(moto, BUCKET, up, `_variants/v1/${MASTER}/w=77.png`);
     assert.equal(shim.childPid(), pid, "same bootstrap process throughout");
     const head = await moto.head(BUCKET, `_variants/v1/${MASTER}/w=77.png`);
     assert.equal(head.headers.get("x-amz-meta-source-etag"), masterEtag);
