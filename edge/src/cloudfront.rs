@@ -211,6 +211,9 @@ pub fn error_response(error: &Error) -> CfResponse {
     let mut headers = Headers::new();
     header(&mut headers, "Content-Type", "application/json");
     header(&mut headers, "Cache-Control", error.cache_control());
+    if error.kind == crate::error::ErrorKind::Busy {
+        header(&mut headers, "Retry-After", "1");
+    }
     CfResponse {
         status: error.status().to_string(),
         status_description: Some(status_description(error.status()).to_string()),
@@ -265,6 +268,17 @@ pub async fn handle_origin_request(
     origin: &Origin,
     event: OriginRequestEvent,
 ) -> (OriginRequestOutput, Handled) {
+    handle_origin_request_until(origin, event, None).await
+}
+
+/// [`handle_origin_request`] that answers a 504 `timeout` (no-store, nothing written) when
+/// `deadline` passes first: the Lambda's deadline less a margin for the answer, or
+/// `edge serve --request-timeout`.
+pub async fn handle_origin_request_until(
+    origin: &Origin,
+    event: OriginRequestEvent,
+    deadline: Option<Instant>,
+) -> (OriginRequestOutput, Handled) {
     let started = Instant::now();
     let Some(record) = event.records.into_iter().next() else {
         let error = Error::internal("the origin-request event has no records");
@@ -290,7 +304,12 @@ pub async fn handle_origin_request(
     let mut request = record.cf.request;
     let accept = header_value(&request.headers, "accept");
     let (result, trace) = origin
-        .handle_traced(&request.uri, &request.querystring, accept.as_deref())
+        .handle_traced(
+            &request.uri,
+            &request.querystring,
+            accept.as_deref(),
+            deadline,
+        )
         .await;
     // The key as a viewer would read it; the query is canonical (no `sig`) by now.
     let key = crate::key::MasterKey::from_uri(&request.uri)
@@ -589,11 +608,21 @@ mod tests {
         let resp = expect_response(out);
         assert_eq!(resp.status, "200");
         assert_eq!(resp.body_encoding.as_deref(), Some("base64"));
-        assert_eq!(resp.body_bytes().unwrap(), stored.body.to_vec(), "base64 round trip");
+        assert_eq!(
+            resp.body_bytes().unwrap(),
+            stored.body.to_vec(),
+            "base64 round trip"
+        );
         assert_eq!(header_of(&resp.headers, "content-type"), "image/webp");
-        assert_eq!(header_of(&resp.headers, "cache-control"), VARIANT_CACHE_CONTROL);
+        assert_eq!(
+            header_of(&resp.headers, "cache-control"),
+            VARIANT_CACHE_CONTROL
+        );
         assert_eq!(header_of(&resp.headers, "etag"), stored.head.etag);
-        assert_eq!(resp.headers["content-type"][0].key.as_deref(), Some("Content-Type"));
+        assert_eq!(
+            resp.headers["content-type"][0].key.as_deref(),
+            Some("Content-Type")
+        );
         assert_eq!(handled.record.outcome, "reused");
         // The JSON CloudFront reads: bodyEncoding, status as a string.
         let json = serde_json::to_value(OriginRequestOutput::Response(resp)).unwrap();

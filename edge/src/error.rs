@@ -17,6 +17,10 @@ pub enum ErrorKind {
     ImageTooLarge,
     StoreError,
     Internal,
+    /// Too many renders at once (`edge serve`'s render budget); try again shortly.
+    Busy,
+    /// The request's deadline passed before an answer; nothing was written.
+    Timeout,
 }
 
 impl ErrorKind {
@@ -29,6 +33,8 @@ impl ErrorKind {
             ErrorKind::ImageTooLarge => 422,
             ErrorKind::StoreError => 502,
             ErrorKind::Internal => 500,
+            ErrorKind::Busy => 503,
+            ErrorKind::Timeout => 504,
         }
     }
 
@@ -51,6 +57,8 @@ impl ErrorKind {
             ErrorKind::ImageTooLarge => "image_too_large",
             ErrorKind::StoreError => "store_error",
             ErrorKind::Internal => "internal",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Timeout => "timeout",
         }
     }
 }
@@ -126,6 +134,14 @@ impl Error {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, message)
+    }
+
+    pub fn busy(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Busy, message)
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Timeout, message)
     }
 
     /// An internal failure while doing `what`: the detail `e` goes to the log only, the
@@ -206,6 +222,8 @@ mod tests {
             (ErrorKind::ImageTooLarge, 422, "public, max-age=60"),
             (ErrorKind::StoreError, 502, "no-store"),
             (ErrorKind::Internal, 500, "no-store"),
+            (ErrorKind::Busy, 503, "no-store"),
+            (ErrorKind::Timeout, 504, "no-store"),
         ];
         for (kind, status, cache) in cases {
             assert_eq!(kind.status(), status, "{kind:?}");

@@ -401,6 +401,7 @@ mod tests {
                 store: Duration::from_millis(8),
             }),
             bytes: Some(99),
+            inline: None,
         }
     }
 
@@ -414,6 +415,7 @@ mod tests {
             key: "a.png".into(),
             built: None,
             bytes: None,
+            inline: None,
         };
         let error = Error::not_found("no image at 'a.png'");
         let cases: [(Result<&Ensured, &Error>, &str, &str); 4] = [

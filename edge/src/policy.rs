@@ -271,6 +271,16 @@ impl Policy {
         items.join(", ")
     }
 
+    /// A preset's query.
+    pub fn preset(&self, name: &str) -> Option<&str> {
+        self.presets.get(name).map(String::as_str)
+    }
+
+    /// The allowed widths, when the policy lists them.
+    pub fn widths(&self) -> Option<&[u32]> {
+        self.widths.as_deref()
+    }
+
     /// The presets' names, sorted.
     pub fn preset_names(&self) -> impl Iterator<Item = &str> {
         self.presets.keys().map(String::as_str)

@@ -143,6 +143,18 @@ pub async fn ensure_variant(
     requested_spec: &VariantSpec,
     limits: &Limits,
 ) -> Result<Ensured> {
+    ensure_variant_within(store, master, requested_spec, limits, None).await
+}
+
+/// [`ensure_variant`] whose render first takes room in `budget` (weighted by the master's
+/// pixels): an origin that serves many viewers at once renders within a memory bound.
+pub async fn ensure_variant_within(
+    store: &dyn Store,
+    master: &MasterKey,
+    requested_spec: &VariantSpec,
+    limits: &Limits,
+    budget: Option<&RenderBudget>,
+) -> Result<Ensured> {
     // The first step asks everything an ordinary request needs at once.
     let requested_key = requested_spec.variant_key(master);
     let marker_key = master.failure_marker_key();
@@ -204,6 +216,17 @@ pub async fn ensure_variant(
         }
     }
 
+    let _room = match budget {
+        Some(budget) => {
+            let size = transform::master_size(&master_obj.body).or(master_size);
+            Some(
+                budget
+                    .admit(size.map_or(1, |(w, h)| u64::from(w) * u64::from(h)))
+                    .await?,
+            )
+        }
+        None => None,
+    };
     let body = master_obj.body.clone();
     let render_spec = spec.clone();
     let render_limits = *limits;
@@ -348,12 +371,48 @@ fn not_found(master: &MasterKey) -> Error {
     Error::not_found(format!("no image at '{}'", master.as_str()))
 }
 
+/// Pixels being rendered at once, bounded: a render takes room weighted by its master's
+/// pixels (memory grows with them), waits at most `queue` for it, and is otherwise a 503
+/// `busy` with `Retry-After`. A master larger than the whole budget takes all of it.
+pub struct RenderBudget {
+    room: tokio::sync::Semaphore,
+    /// Whole budget in units of [`RenderBudget::UNIT`] pixels.
+    units: u32,
+    queue: Duration,
+}
+
+impl RenderBudget {
+    /// Pixels per unit of room (a semaphore counts in `u32`).
+    const UNIT: u64 = 1024;
+
+    pub fn new(pixels: u64, queue: Duration) -> RenderBudget {
+        let units = (pixels / Self::UNIT).clamp(1, u64::from(u32::MAX >> 4)) as u32;
+        RenderBudget {
+            room: tokio::sync::Semaphore::new(units as usize),
+            units,
+            queue,
+        }
+    }
+
+    /// Room for a master of `pixels`, held until the returned permit drops.
+    pub async fn admit(&self, pixels: u64) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        let want = pixels.div_ceil(Self::UNIT).clamp(1, u64::from(self.units)) as u32;
+        match tokio::time::timeout(self.queue, self.room.acquire_many(want)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::busy(
+                "too many images are being made right now; try again in a moment",
+            )),
+        }
+    }
+}
+
 /// The origin: a store, limits, the owner's policy, and in-process single flight so that
 /// concurrent first requests for one variant render it once.
 pub struct Origin {
     store: Arc<dyn Store>,
     limits: Limits,
     policy: Option<Policy>,
+    budget: Option<Arc<RenderBudget>>,
     inflight: KeyedLocks,
 }
 
@@ -363,6 +422,7 @@ impl Origin {
             store,
             limits,
             policy: None,
+            budget: None,
             inflight: KeyedLocks::new(),
         }
     }
@@ -371,6 +431,13 @@ impl Origin {
     /// `"policy"`): its input is the viewer-request function's canonical query.
     pub fn with_policy(mut self, policy: Option<Policy>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Renders take room in `budget` first (`edge serve`; a Lambda instance renders one
+    /// event at a time and needs none).
+    pub fn with_render_budget(mut self, budget: RenderBudget) -> Self {
+        self.budget = Some(Arc::new(budget));
         self
     }
 
@@ -389,19 +456,34 @@ impl Origin {
     /// Resolve and ensure: the key to serve for this origin request (its query is the
     /// canonical one the viewer-request step forwards; a bare `preset=NAME` is expanded).
     pub async fn handle(&self, uri: &str, query: &str, accept: Option<&str>) -> Result<Ensured> {
-        self.handle_traced(uri, query, accept).await.0
+        self.handle_traced(uri, query, accept, None).await.0
     }
 
     /// [`Origin::handle`], plus what it asked of the store (for logs, metrics and
     /// `Server-Timing`).
+    ///
+    /// Past `deadline` the work is dropped where it stands (a store call in flight is
+    /// abandoned; a render finishes on its thread but is never stored) and the answer is a
+    /// 504 `timeout`: nothing is written after it, and a PUT is whole or absent.
     pub async fn handle_traced(
         &self,
         uri: &str,
         query: &str,
         accept: Option<&str>,
+        deadline: Option<Instant>,
     ) -> (Result<Ensured>, StoreTrace) {
         let store = TracedStore::new(self.store.clone());
-        let result = self.ensure(&store, uri, query, accept).await;
+        let work = self.ensure(&store, uri, query, accept);
+        let result = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::timeout(
+                        "the image took too long to make; try again in a moment",
+                    ))
+                }),
+            None => work.await,
+        };
         (result, store.trace())
     }
 
@@ -429,7 +511,13 @@ impl Origin {
         let variant_key = spec.variant_key(&resolved.master);
         self.inflight
             .run(&variant_key, || {
-                ensure_variant(store, &resolved.master, &spec, &self.limits)
+                ensure_variant_within(
+                    store,
+                    &resolved.master,
+                    &spec,
+                    &self.limits,
+                    self.budget.as_deref(),
+                )
             })
             .await
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use edge::policy::Policy;
 use edge::sign::SigningKeys;
 use generator::upload::{self, FileOutcome, FileReport};
 use generator::{naming, synth, Action, BatchReport, Config, Retry, Uploader};
@@ -94,6 +95,13 @@ struct UploadArgs {
     /// Sign the variant URLs reported (hex secrets, one per line; the first signs).
     #[arg(long, env = "IMGEDGE_SIGNING_KEYS_FILE")]
     signing_keys: Option<PathBuf>,
+    /// Make these variants at upload so no viewer waits for their render: queries or
+    /// preset names of --policy, comma-separated ('thumb,w=512&fmt=webp').
+    #[arg(long, value_delimiter = ',')]
+    eager: Vec<String>,
+    /// The deployment's policy.json: preset names for --eager, widths for each srcset.
+    #[arg(long, env = "IMGEDGE_POLICY_FILE")]
+    policy: Option<PathBuf>,
     #[command(flatten)]
     retry: RetryArgs,
 }
@@ -152,6 +160,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--eager` entries as queries: a preset name of the policy becomes its query; anything
+/// else must be a valid query of the URL API (checked on a PNG master here, before any
+/// upload, so a typo stops the batch at once).
+fn eager_queries(entries: &[String], policy: Option<&Policy>) -> Result<Vec<String>> {
+    entries
+        .iter()
+        .map(|entry| entry.trim())
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let query = match policy.and_then(|p| p.preset(entry)) {
+                Some(query) => query.to_string(),
+                None if !entry.contains('=') => bail!(
+                    "--eager {entry}: not a query, and not a preset of {}",
+                    if policy.is_some() {
+                        "the policy"
+                    } else {
+                        "a policy (give --policy FILE)"
+                    }
+                ),
+                None => entry.to_string(),
+            };
+            if let Some(policy) = policy {
+                policy
+                    .check(&query)
+                    .map_err(|e| anyhow::anyhow!("--eager {entry}: {}", e.message))?;
+            }
+            edge::spec::VariantSpec::parse(&query, edge::format::Format::Png, None)
+                .map_err(|e| anyhow::anyhow!("--eager {entry}: {}", e.message))?;
+            Ok(query)
+        })
+        .collect()
+}
+
 fn synth(count: u32, size: u32, seed: u64, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for index in 1..=count {
@@ -183,6 +224,11 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
         .as_deref()
         .map(SigningKeys::read)
         .transpose()?;
+    let policy = args.policy.as_deref().map(Policy::read).transpose()?;
+    config.eager = eager_queries(&args.eager, policy.as_ref())?;
+    if let Some(widths) = policy.as_ref().and_then(Policy::widths) {
+        config.srcset_widths = widths.to_vec();
+    }
     let uploader = Uploader::new(config);
 
     // First Ctrl-C: start nothing new, let uploads in flight finish, report.
@@ -257,7 +303,14 @@ fn describe(report: &FileReport) -> String {
                 Action::Overwritten => "overwritten",
                 Action::Skipped => "skipped (unchanged)",
             };
-            format!("{what} {name} → {}", image.key)
+            let built = image.eager.iter().filter(|v| v.built).count();
+            match image.eager.len() {
+                0 => format!("{what} {name} → {}", image.key),
+                n => format!(
+                    "{what} {name} → {} (+{n} eager variants, {built} made)",
+                    image.key
+                ),
+            }
         }
         FileOutcome::Failed(e) => format!("FAILED {name}: {e}"),
         FileOutcome::NotAttempted => format!("not attempted {name} (stopped)"),

@@ -69,6 +69,11 @@ pub struct Config {
     pub retry: Retry,
     /// Signs the variant URLs of reports when URLs must be signed.
     pub signing_keys: Option<SigningKeys>,
+    /// Variants made at upload (queries, presets already expanded): no viewer waits for
+    /// their render. `fmt=auto` makes both answers a viewer can get (WebP and the master's).
+    pub eager: Vec<String>,
+    /// Widths of each report's `srcset` (the policy's, else [`DEFAULT_SRCSET_WIDTHS`]).
+    pub srcset_widths: Vec<u32>,
     /// AWS settings: credentials, region, `AWS_ENDPOINT_URL`.
     pub aws: aws_config::SdkConfig,
 }
@@ -84,6 +89,8 @@ impl Config {
             distribution_id: None,
             cdn_domain: None,
             signing_keys: None,
+            eager: Vec::new(),
+            srcset_widths: DEFAULT_SRCSET_WIDTHS.to_vec(),
             concurrency: 8,
             dry_run: false,
             retry: Retry::default(),
@@ -108,6 +115,21 @@ pub enum Action {
 
 /// The variant each report links to.
 const VARIANT_QUERY: &str = "w=512&fmt=webp";
+/// `srcset` widths without a policy: common layout widths, each at most 2× the next.
+pub const DEFAULT_SRCSET_WIDTHS: [u32; 5] = [320, 640, 960, 1280, 1920];
+
+/// A variant made at upload, stored exactly as the origin would store it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EagerVariant {
+    /// The canonical query (what the cache key and the variant key hold).
+    pub query: String,
+    pub key: String,
+    /// Its URL (signed when keys are configured), when a CDN domain is configured.
+    pub url: Option<String>,
+    pub bytes: u64,
+    /// False when a fresh one was already there.
+    pub built: bool,
+}
 
 /// A master in the bucket (or, in a dry run, where it would be).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,10 +148,23 @@ pub struct UploadedImage {
     /// 1 for `image_NNN.png`, N for `image_NNN_vN.png`.
     pub version: u32,
     pub action: Action,
+    /// `<img srcset>` for the configured widths (`fmt=auto`, signed when keys are set),
+    /// when a CDN domain is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srcset: Option<String>,
+    /// The eager variants made for it (empty without `--eager`, and in a dry run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub eager: Vec<EagerVariant>,
 }
 
 #[derive(Debug, Error)]
 pub enum UploadError {
+    #[error("{key}: eager variant '{query}' failed: {message}")]
+    Eager {
+        key: String,
+        query: String,
+        message: String,
+    },
     #[error("{name}: {source}; not uploaded")]
     NotAnImage {
         name: String,
@@ -307,6 +342,8 @@ impl Uploader {
             UploadedImage {
                 url: self.url(&key),
                 variant_url: self.variant_url(&key),
+                srcset: self.srcset(&key),
+                eager: Vec::new(),
                 key,
                 etag,
                 width,
@@ -342,7 +379,11 @@ impl Uploader {
             drop(turn.take());
             let action = match &plan {
                 Plan::Skip { current } => {
-                    return Ok(image(current.name, current.etag.clone(), Action::Skipped))
+                    let mut skipped = image(current.name, current.etag.clone(), Action::Skipped);
+                    if !self.config.dry_run {
+                        skipped.eager = self.make_eager(&skipped.key).await?;
+                    }
+                    return Ok(skipped);
                 }
                 Plan::New { .. } => Action::New,
                 Plan::Version { .. } => Action::Versioned,
@@ -382,7 +423,9 @@ impl Uploader {
                             ));
                         }
                     }
-                    return Ok(image(plan.name(), etag, action));
+                    let mut done = image(plan.name(), etag, action);
+                    done.eager = self.make_eager(&done.key).await?;
+                    return Ok(done);
                 }
                 Err(PutError::KeyTaken) => index.failed(&source, &plan, true),
                 Err(PutError::Other(e)) => {
@@ -523,11 +566,10 @@ impl Uploader {
     fn variant_url(&self, key: &str) -> Option<String> {
         let base = self.cdn_base()?;
         let path = naming::url_path(key);
-        let query = match &self.config.signing_keys {
-            Some(keys) => keys.signed_query(&path, VARIANT_QUERY),
-            None => VARIANT_QUERY.to_string(),
-        };
-        Some(format!("{base}{path}?{query}"))
+        Some(format!(
+            "{base}{path}?{}",
+            self.signed(&path, VARIANT_QUERY)
+        ))
     }
 
     fn s3_error<E: std::error::Error>(
@@ -647,6 +689,84 @@ impl Uploader {
             }
             Err(e) => Err(PutError::Other(self.s3_error("PutObject", key, e))),
         }
+    }
+
+    /// Makes the eager variants of the master at `key` with the core's own pipeline and
+    /// key rules (`ensure_variant`: same key, bytes, metadata and `source-etag` as the
+    /// origin would store), in parallel. After `--overwrite` the old variants are gone
+    /// already, so these replace them before the batch's invalidation.
+    async fn make_eager(&self, key: &str) -> Result<Vec<EagerVariant>, UploadError> {
+        let uri = edge::key::key_to_uri(key);
+        let mut specs = Vec::new();
+        for query in &self.config.eager {
+            // `auto` answers differ by Accept: make both a viewer can get.
+            for accept in [Some("image/webp"), None] {
+                let resolved = edge::service::resolve(&uri, query, accept).map_err(|e| {
+                    UploadError::Eager {
+                        key: key.to_string(),
+                        query: query.clone(),
+                        message: e.message,
+                    }
+                })?;
+                if let Some(spec) = resolved.spec {
+                    if !specs.contains(&spec) {
+                        specs.push(spec);
+                    }
+                }
+            }
+        }
+        let master = edge::key::MasterKey::from_uri(&uri).map_err(|e| UploadError::Eager {
+            key: key.to_string(),
+            query: String::new(),
+            message: e.message,
+        })?;
+        let limits = edge::transform::Limits::default();
+        let made = futures::future::try_join_all(specs.iter().map(|spec| async {
+            let ensured = edge::service::ensure_variant(&self.variants, &master, spec, &limits)
+                .await
+                .map_err(|e| UploadError::Eager {
+                    key: key.to_string(),
+                    query: spec.to_query(),
+                    message: e.message,
+                })?;
+            let query = spec.to_query();
+            Ok::<_, UploadError>(EagerVariant {
+                url: self.cdn_base().map(|base| {
+                    let path = naming::url_path(key);
+                    format!("{base}{path}?{}", self.signed(&path, &query))
+                }),
+                query,
+                key: ensured.key,
+                bytes: ensured.bytes.unwrap_or(0),
+                built: ensured.built.is_some(),
+            })
+        }))
+        .await?;
+        Ok(made)
+    }
+
+    /// `query` with its `sig` when keys are configured.
+    fn signed(&self, path: &str, query: &str) -> String {
+        match &self.config.signing_keys {
+            Some(keys) => keys.signed_query(path, query),
+            None => query.to_string(),
+        }
+    }
+
+    /// `URL?w=320&fmt=auto 320w, …` for the configured widths.
+    fn srcset(&self, key: &str) -> Option<String> {
+        let base = self.cdn_base()?;
+        let path = naming::url_path(key);
+        let entries: Vec<String> = self
+            .config
+            .srcset_widths
+            .iter()
+            .map(|w| {
+                let query = format!("w={w}&fmt=auto");
+                format!("{base}{path}?{} {w}w", self.signed(&path, &query))
+            })
+            .collect();
+        (!entries.is_empty()).then(|| entries.join(", "))
     }
 
     /// Deletes the master's variants under every transform version

@@ -422,7 +422,11 @@ fn a_replaced_master_reaches_viewers_after_an_invalidation() {
     let other = edge.get("/out/pic.png?w=40&fmt=png");
     assert_eq!(other.image().to_rgb8().get_pixel(20, 10).0, [0, 0, 255]);
 
-    let reply = edge.request(Method::POST, "/_imgedge/invalidate?path=/out/pic.png*", &[]);
+    let reply = edge.request(
+        Method::POST,
+        "/_imgedge/invalidate?path=/out/pic.png*",
+        &[(edge::local::INVALIDATE_HEADER, "1")],
+    );
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["invalidated"], 3);
 
@@ -444,7 +448,11 @@ fn a_replaced_master_reaches_viewers_after_an_invalidation() {
     assert_eq!(edge.variant_objects().len(), 2);
 
     // An invalidation needs a path.
-    let bad = edge.request(Method::POST, "/_imgedge/invalidate", &[]);
+    let bad = edge.request(
+        Method::POST,
+        "/_imgedge/invalidate",
+        &[(edge::local::INVALIDATE_HEADER, "1")],
+    );
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["param"], "path");
 }

@@ -343,7 +343,11 @@ fn errors_are_cached_for_their_max_age_until_invalidated() {
     assert_error(&cached, 404, "not_found", "cached");
     assert_eq!(cached.x_cache(), "Hit from imgedge");
     // ... unless invalidated.
-    let inv = edge.request(Method::POST, "/_imgedge/invalidate?path=/later.png*", &[]);
+    let inv = edge.request(
+        Method::POST,
+        "/_imgedge/invalidate?path=/later.png*",
+        &[(edge::local::INVALIDATE_HEADER, "1")],
+    );
     assert_eq!(inv.json()["invalidated"], 1);
     let fresh = edge.get(url);
     assert_eq!(fresh.status, 200);

@@ -62,7 +62,7 @@ fn json_request_lines_metrics_and_server_timing() {
     let timing = built.header("server-timing").unwrap().to_string();
     for name in [
         "head-master",
-        "head-variant",
+        "get-variant",
         "get-marker",
         "get-master",
         "put-variant",

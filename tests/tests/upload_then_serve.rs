@@ -193,3 +193,100 @@ fn signed_urls_from_the_generator_are_served_and_oversize_requests_share_one_obj
         ["_variants/v1/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"]
     );
 }
+
+/// `generator upload --eager`: the listed variants are made at upload, stored exactly as the
+/// origin stores them (the origin then reuses them: no render on the first viewer request),
+/// and `--json` reports them with a `srcset` of the policy's widths.
+#[test]
+fn eager_variants_are_made_at_upload_and_reused_by_the_origin() {
+    const EAGER_BUCKET: &str = "imgedge-eager";
+    let moto = MotoServer::start();
+    let env = local_aws_env(&moto.endpoint());
+    let client = reqwest::blocking::Client::new();
+    let created = client
+        .put(format!("{}/{EAGER_BUCKET}", moto.endpoint()))
+        .send()
+        .unwrap();
+    assert!(created.status().is_success());
+    let dir = tempfile::tempdir().unwrap();
+    let masters = dir.path().join("masters");
+    let synth = Command::new(bin_path("generator"))
+        .args(["synth", "--count", "2", "--size", "400", "--out"])
+        .arg(&masters)
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"widths": [64, 200, 400], "presets": {"thumb": "w=64&fmt=auto"}}"#,
+    )
+    .unwrap();
+    let edge = EdgeServer::start_s3(&format!("s3://{EAGER_BUCKET}"), &[], &env);
+
+    let upload = Command::new(bin_path("generator"))
+        .envs(env.clone())
+        .arg("upload")
+        .arg(&masters)
+        .args(["--bucket", EAGER_BUCKET, "--date", "2025-02-01", "--json"])
+        .args(["--cdn-domain", &edge.url("")])
+        .args(["--eager", "thumb,w=200&fmt=webp", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        upload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upload.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&upload.stdout).unwrap();
+    let first = &summary["uploaded"][0];
+    let eager = first["eager"].as_array().unwrap();
+    let queries: Vec<&str> = eager.iter().map(|v| v["query"].as_str().unwrap()).collect();
+    // thumb is fmt=auto: the WebP answer and the master's-format answer.
+    assert_eq!(queries, ["w=64&fmt=webp", "w=64", "w=200&fmt=webp"]);
+    assert!(eager.iter().all(|v| v["built"] == true));
+    let srcset = first["srcset"].as_str().unwrap();
+    assert_eq!(srcset.matches("w, ").count(), 2, "three widths: {srcset}");
+    assert!(srcset.contains("?w=200&fmt=auto 200w"), "{srcset}");
+
+    // Stored as the origin stores them: the origin finds them fresh and renders nothing.
+    let master_key = first["key"].as_str().unwrap();
+    for v in eager {
+        let path = format!("/{master_key}?{}", v["query"].as_str().unwrap());
+        let r = edge.get(&path);
+        assert_eq!(r.status, 200, "{path}");
+        let timing = r.header("server-timing").unwrap();
+        assert!(
+            !timing.contains("decode"),
+            "{path} was rendered again: {timing}"
+        );
+        assert_eq!(r.body.len() as u64, v["bytes"].as_u64().unwrap());
+    }
+    // Uploading the same files again keeps them (fresh: not made again).
+    let again = Command::new(bin_path("generator"))
+        .envs(env.clone())
+        .arg("upload")
+        .arg(&masters)
+        .args(["--bucket", EAGER_BUCKET, "--date", "2025-02-01", "--json"])
+        .args(["--eager", "thumb,w=200&fmt=webp", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let eager = summary["skipped"][0]["eager"].as_array().unwrap();
+    assert!(eager.iter().all(|v| v["built"] == false), "{eager:?}");
+
+    // A typo stops the batch before anything is uploaded.
+    let typo = Command::new(bin_path("generator"))
+        .envs(env)
+        .arg("upload")
+        .arg(&masters)
+        .args(["--bucket", EAGER_BUCKET, "--eager", "thumbnail", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("thumbnail"));
+}

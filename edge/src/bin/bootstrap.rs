@@ -51,7 +51,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         let answered = warm.head(WARM_UP_KEY).await.is_ok();
-        tracing::info!(ms = observe::millis(started.elapsed()), answered, "bucket connection opened");
+        tracing::info!(
+            ms = observe::millis(started.elapsed()),
+            answered,
+            "bucket connection opened"
+        );
     });
     let origin = Arc::new(Origin::new(store, config.limits).with_policy(policy));
 
@@ -60,6 +64,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         async move { Ok::<Value, lambda_runtime::Error>(handle(&origin, event).await) }
     }))
     .await
+}
+
+/// Time kept after the work stops for the answer to reach CloudFront (JSON, the shim).
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The Lambda's deadline (milliseconds since the epoch) less the answer's margin, as an
+/// `Instant` the handler's timeout observes.
+fn answer_deadline(deadline_ms: u64) -> std::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let left = std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    std::time::Instant::now() + left.saturating_sub(ANSWER_MARGIN)
 }
 
 /// A key no one writes (a HEAD of it answers 404 cheaply); only its connection matters.
@@ -71,7 +88,9 @@ const WARM_UP_KEY: &str = "_variants/warm-up";
 async fn handle(origin: &Origin, event: LambdaEvent<Value>) -> Value {
     let output = match serde_json::from_value::<OriginRequestEvent>(event.payload) {
         Ok(cf_event) => {
-            let (output, handled) = cloudfront::handle_origin_request(origin, cf_event).await;
+            let deadline = answer_deadline(event.context.deadline);
+            let (output, handled) =
+                cloudfront::handle_origin_request_until(origin, cf_event, Some(deadline)).await;
             let mut record = handled.record;
             if record.request_id.is_empty() {
                 record.request_id = event.context.request_id.clone();

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -13,7 +14,7 @@ use edge::key::key_to_uri;
 use edge::local::{self, pages, seed, ServeOptions, StoreLocation};
 use edge::observe::{self, LogFormat};
 use edge::policy::Policy;
-use edge::service::{self, Origin};
+use edge::service::{self, Origin, RenderBudget};
 use edge::sign::SigningKeys;
 use edge::transform::Limits;
 
@@ -56,9 +57,22 @@ struct ServeArgs {
     /// Policy and presets (policy.json, DESIGN.md §10).
     #[arg(long, env = "IMGEDGE_POLICY_FILE")]
     policy: Option<PathBuf>,
+    /// Seconds an origin request may take before it is answered 504 `timeout`.
+    #[arg(long, env = "IMGEDGE_REQUEST_TIMEOUT", default_value_t = local::DEFAULT_REQUEST_TIMEOUT.as_secs_f64())]
+    request_timeout: f64,
+    /// Master pixels rendered at once; a render that finds no room within
+    /// --render-queue-ms is a 503 `busy` (memory grows with the pixels being rendered).
+    #[arg(long, env = "IMGEDGE_RENDER_BUDGET_PIXELS", default_value_t = DEFAULT_RENDER_BUDGET_PIXELS)]
+    render_budget_pixels: u64,
+    /// How long a render waits for room in the budget.
+    #[arg(long, env = "IMGEDGE_RENDER_QUEUE_MS", default_value_t = 2000)]
+    render_queue_ms: u64,
     #[command(flatten)]
     limits: Limits,
 }
+
+/// Two masters at the default pixel limit at once.
+const DEFAULT_RENDER_BUDGET_PIXELS: u64 = 100_000_000;
 
 #[derive(Args)]
 struct TransformArgs {
@@ -136,11 +150,23 @@ async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
             keys.len()
         );
     }
-    let origin = Arc::new(Origin::new(store, args.limits).with_policy(guard.policy.clone()));
+    let request_timeout = Duration::try_from_secs_f64(args.request_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--request-timeout must be a positive number of seconds")?;
+    let origin = Arc::new(
+        Origin::new(store, args.limits)
+            .with_policy(guard.policy.clone())
+            .with_render_budget(RenderBudget::new(
+                args.render_budget_pixels,
+                Duration::from_millis(args.render_queue_ms),
+            )),
+    );
     let options = ServeOptions {
         cache_bytes: args.cache_bytes,
         guard,
         log_format,
+        request_timeout,
     };
     local::serve(listener, origin, options, local::shutdown_signal()).await?;
     println!("imgedge edge stopped");

@@ -26,10 +26,16 @@ pub mod seed;
 mod server;
 pub mod store_location;
 
+use std::time::Duration;
+
 use crate::guard::Guard;
 use crate::observe::LogFormat;
 
-pub use server::{router, serve, server_timing, shutdown_signal, ViewerKey};
+/// CloudFront waits 30 s for an origin-request function; the Lambda's own deadline is
+/// 25 s less a margin. The emulator answers within the same bound.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
+
+pub use server::{router, serve, server_timing, shutdown_signal, ViewerKey, INVALIDATE_HEADER};
 pub use store_location::StoreLocation;
 
 pub const X_CACHE_HIT: &str = "Hit from imgedge";
@@ -48,6 +54,8 @@ pub struct ServeOptions {
     pub guard: Guard,
     /// Format of the per-request log line on stderr.
     pub log_format: LogFormat,
+    /// An origin request still running after this is answered 504 `timeout` (no-store).
+    pub request_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -56,6 +64,7 @@ impl Default for ServeOptions {
             cache_bytes: 256 * 1024 * 1024,
             guard: Guard::default(),
             log_format: LogFormat::Text,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

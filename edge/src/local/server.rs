@@ -118,6 +118,7 @@ struct Edge {
     guard: Guard,
     log_format: LogFormat,
     metrics: EdgeMetrics,
+    request_timeout: Duration,
     cache: EdgeCache,
     /// Per cache key: the one request that goes to the origin holds it.
     collapsing: KeyedLocks,
@@ -173,7 +174,9 @@ impl Edge {
         let started = Instant::now();
         let headers: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
         let event = cloudfront::origin_request_event(path, &key.origin_query, &headers);
-        let (output, handled) = cloudfront::handle_origin_request(&self.origin, event).await;
+        let deadline = started + self.request_timeout;
+        let (output, handled) =
+            cloudfront::handle_origin_request_until(&self.origin, event, Some(deadline)).await;
         let origin_time = started.elapsed();
         let (response, read_time) = match output {
             OriginRequestOutput::Response(generated) => {
@@ -387,6 +390,36 @@ fn error_http(error: &Error) -> Response {
     json_response(error.status(), error.cache_control(), error.to_json())
 }
 
+/// Header a caller of the invalidation endpoint must send. A browser cannot add it to a
+/// cross-site request without a CORS preflight, which the emulator never grants, so a page
+/// elsewhere cannot make the edge drop its cache (CSRF).
+pub const INVALIDATE_HEADER: &str = "x-imgedge-invalidate";
+
+/// `Some(403)` unless the invalidation request carries [`INVALIDATE_HEADER`] and no
+/// foreign `Origin` (or a cross-site `Sec-Fetch-Site`).
+fn invalidation_refusal(headers: &axum::http::HeaderMap) -> Option<Response> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = value("host").unwrap_or("");
+    let same_origin = value("origin").is_none_or(|origin| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+    });
+    let cross_site = matches!(value("sec-fetch-site"), Some("cross-site" | "same-site"));
+    if value(INVALIDATE_HEADER).is_some() && same_origin && !cross_site {
+        return None;
+    }
+    let body = serde_json::json!({
+        "status": 403,
+        "error": "forbidden",
+        "message": format!(
+            "invalidation needs the header {INVALIDATE_HEADER}: 1 and no foreign Origin \
+             (e.g. curl -X POST -H '{INVALIDATE_HEADER}: 1' …)"
+        ),
+    });
+    Some(json_response(403, "no-store", body.to_string()))
+}
+
 fn method_not_allowed(method: &Method) -> Response {
     let body = serde_json::json!({
         "status": 405,
@@ -421,7 +454,10 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
 
     let head = method == Method::HEAD;
     let mut response = if method == Method::POST && path == INVALIDATE_PATH {
-        edge.invalidate(&query)
+        match invalidation_refusal(&request.headers) {
+            Some(refusal) => refusal,
+            None => edge.invalidate(&query),
+        }
     } else if method != Method::GET && !head {
         method_not_allowed(&method)
     } else if path == "/" {
@@ -467,6 +503,7 @@ pub fn router(origin: Arc<Origin>, options: ServeOptions) -> Router {
         guard: options.guard,
         log_format: options.log_format,
         metrics: EdgeMetrics::default(),
+        request_timeout: options.request_timeout,
         cache: EdgeCache::new(options.cache_bytes),
         collapsing: KeyedLocks::new(),
     });

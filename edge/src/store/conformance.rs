@@ -31,7 +31,11 @@ pub async fn run(store: &dyn Store) {
 /// whole object's head either way, `None` when missing, and an empty object works.
 async fn get_small(store: &dyn Store) {
     let ns = fresh_namespace(store, "get-small").await;
-    let m = meta("image/webp", Some("public, max-age=1"), &[("source-etag", "\"abc\"")]);
+    let m = meta(
+        "image/webp",
+        Some("public, max-age=1"),
+        &[("source-etag", "\"abc\"")],
+    );
     let key = format!("{ns}v.webp");
     let body: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 251) as u8).collect();
     put(store, &key, &body, m.clone()).await;
@@ -42,7 +46,10 @@ async fn get_small(store: &dyn Store) {
             .await
             .unwrap_or_else(|e| panic!("get_small {limit}: {e}"))
             .expect("present");
-        assert_eq!(got.head.size, 1000, "limit {limit}: the whole object's size");
+        assert_eq!(
+            got.head.size, 1000,
+            "limit {limit}: the whole object's size"
+        );
         assert_eq!(got.head.etag, etag, "limit {limit}");
         assert_eq!(got.head.meta, m, "limit {limit}");
         match got.body {
@@ -53,7 +60,11 @@ async fn get_small(store: &dyn Store) {
             None => assert!(!whole, "limit {limit}: the body fits"),
         }
     }
-    assert!(store.get_small(&format!("{ns}missing.webp"), 10).await.unwrap().is_none());
+    assert!(store
+        .get_small(&format!("{ns}missing.webp"), 10)
+        .await
+        .unwrap()
+        .is_none());
     let empty = format!("{ns}empty.webp");
     put(store, &empty, b"", m).await;
     let got = store.get_small(&empty, 10).await.unwrap().expect("present");

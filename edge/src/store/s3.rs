@@ -227,7 +227,7 @@ impl Store for S3Store {
                         }))
                     }
                     f => Err(store_error("GetObject", &full, &e, f)),
-                }
+                };
             }
         };
         let meta = meta_from(out.content_type(), out.cache_control(), out.metadata());

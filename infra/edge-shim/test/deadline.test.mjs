@@ -1,5 +1,7 @@
 // The deadline: an S3 endpoint that accepts connections and never answers makes the REAL
-// bootstrap hang; the shim must still answer within its deadline and recover.
+// bootstrap's store calls hang. The bootstrap observes the deadline the shim hands it
+// (less a 0.5 s margin for the answer) and answers 504 `timeout` itself, so the warm
+// process is kept; the shim's own deadline stays behind it as the last resort.
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, before, test } from "node:test";
@@ -29,8 +31,9 @@ after(async () => {
   await new Promise((r) => blackhole.close(r));
 });
 
-test("a hung bootstrap → 504 no-store within the deadline, and the next event is not blocked", async () => {
+test("a hanging store → the bootstrap's own 504 timeout before the deadline; the process is kept", async () => {
   const event = eventFor("/outputs/2025-02-01/image_001.png", "w=10");
+  let pid;
   for (let i = 0; i < 2; i++) {
     const started = Date.now();
     const res = await shim.handler(event);
@@ -39,8 +42,10 @@ test("a hung bootstrap → 504 no-store within the deadline, and the next event 
     assert.equal(header(res, "cache-control"), "no-store");
     const body = JSON.parse(res.body);
     assert.equal(body.status, 504);
-    assert.equal(body.error, "internal");
-    assert.ok(took >= DEADLINE_MS - 50 && took < DEADLINE_MS + 1000, `answered after ${took} ms`);
+    assert.equal(body.error, "timeout", "answered by the bootstrap, not the shim's kill");
+    assert.ok(took >= DEADLINE_MS - 600 && took < DEADLINE_MS, `answered after ${took} ms`);
+    if (i === 0) pid = shim.childPid();
+    else assert.equal(shim.childPid(), pid, "the same warm process serves the next event");
   }
   // Pure validation needs no S3: a fresh child answers it at once.
   const bad = await shim.handler(eventFor("/outputs/2025-02-01/image_001.png", "w=0"));
