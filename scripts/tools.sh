@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The one setup step of imgedge's tests and bench, sourced by scripts/test, bench/run and
 # infra/test.sh. Everything is installed only when missing or when its pinned list
-# changed, so a warm run costs ~nothing, and nothing is a system package:
-#   imgedge_tools  the pinned Python tools (moto's S3 server, cfn-lint, shellcheck,
-#                  cargo-lambda with its zig, awscli, Prometheus' text parsers) in one venv
-#                  under the cache dir
-#   imgedge_bench  the bench's Python venv (scikit-image, Pillow, numpy) and sharp (npm ci)
-#   imgedge_setup  both
+# changed, so a warm run costs ~nothing; the one system package is the browser:
+#   imgedge_tools    the pinned Python tools (moto's S3 server, cfn-lint, shellcheck,
+#                    cargo-lambda with its zig, awscli, Prometheus' text parsers) in one
+#                    venv under the cache dir
+#   imgedge_bench    the bench's Python venv (scikit-image, Pillow, numpy) and sharp (npm ci)
+#   imgedge_browser  Debian's chromium (apt-get) and puppeteer-core (npm ci in
+#                    tests/browser/), for the playground's browser test
+#   imgedge_setup    all three
 
 IMGEDGE_CACHE=${IMGEDGE_CACHE:-$HOME/.cache/imgedge}
 IMGEDGE_VENV=$IMGEDGE_CACHE/venv
@@ -53,7 +55,39 @@ imgedge_bench() {
   fi
 }
 
+# The browser test drives the system's Chromium with puppeteer-core, which downloads no
+# browser (no registry here serves one). Chromium is Debian's package: installed with
+# apt-get when missing (with a font, so screenshots have text), as root or through sudo;
+# anything else is a clear error. IMGEDGE_CHROMIUM names another browser binary.
+imgedge_browser() {
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  if [[ -z ${IMGEDGE_CHROMIUM:-} ]] && ! command -v chromium >/dev/null; then
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+      if command -v sudo >/dev/null; then
+        sudo=(sudo)
+      else
+        echo "imgedge_browser: chromium is missing and this user is not root and has no sudo;" \
+          "install Debian's chromium package (apt-get install -y chromium) and run again" >&2
+        return 1
+      fi
+    fi
+    echo "==> apt-get install chromium (the browser test's headless browser)" >&2
+    "${sudo[@]}" apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >&2
+  fi
+  IMGEDGE_CHROMIUM=${IMGEDGE_CHROMIUM:-$(command -v chromium)}
+  export IMGEDGE_CHROMIUM
+  if [[ ! -f $root/tests/browser/node_modules/puppeteer-core/package.json ]] ||
+    [[ $root/tests/browser/package-lock.json -nt $root/tests/browser/node_modules/.package-lock.json ]]; then
+    echo "==> npm ci (tests/browser)" >&2
+    (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+}
+
 imgedge_setup() {
   imgedge_tools
   imgedge_bench
+  imgedge_browser
 }

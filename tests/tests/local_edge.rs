@@ -498,8 +498,21 @@ fn the_gallery_lists_masters_and_every_link_works() {
     }
     assert!(!html.contains("_variants"));
     assert!(!html.contains("readme.txt"));
-    let links = links(&html);
+    let (playground, links): (Vec<String>, Vec<String>) = links(&html)
+        .into_iter()
+        .partition(|l| l.starts_with("/_imgedge/playground"));
     assert!(links.len() >= 4 * 6, "{links:?}");
+    // The page link plus one per master, which preselects it.
+    assert_eq!(playground.len(), 1 + 4, "{playground:?}");
+    assert!(playground.contains(&"/_imgedge/playground?master=photos/portrait.jpg".to_string()));
+    for link in playground {
+        let reply = edge.get(&link);
+        assert_eq!(reply.status, 200, "{link}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+    }
     for link in links {
         let reply = edge.get(&link);
         assert_eq!(

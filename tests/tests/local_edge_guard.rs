@@ -237,6 +237,8 @@ fn the_gallery_links_are_signed() {
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
         .filter(|l| l.contains('?'))
+        // The playground's links name a master to preselect: pages, not variants.
+        .filter(|l| !l.starts_with("/_imgedge/playground"))
         .map(|l| l.replace("&amp;", "&"))
         .collect();
     assert!(!links.is_empty());

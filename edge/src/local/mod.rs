@@ -16,12 +16,14 @@
 //! CloudFront does; the others are answered from the cache afterwards.
 
 //! Modules by concern: [`cache`] (the edge cache), [`server`] (HTTP, viewer requests,
-//! origin requests), [`pages`] (gallery HTML), [`seed`] (sample masters for an empty
-//! bucket), [`store_location`] (`--store`).
+//! origin requests), [`pages`] (gallery HTML), [`playground`] (the page to try every
+//! parameter, and its resolve endpoint), [`seed`] (sample masters for an empty bucket),
+//! [`store_location`] (`--store`).
 
 pub mod cache;
 pub mod metrics;
 pub mod pages;
+pub mod playground;
 pub mod seed;
 mod server;
 pub mod store_location;
@@ -42,6 +44,10 @@ pub const X_CACHE_HIT: &str = "Hit from imgedge";
 pub const X_CACHE_MISS: &str = "Miss from imgedge";
 /// `POST` here drops edge cache entries, like a CloudFront invalidation.
 pub const INVALIDATE_PATH: &str = "/_imgedge/invalidate";
+/// The playground page (HTML/JS): every URL parameter on a master of the bucket.
+pub const PLAYGROUND_PATH: &str = "/_imgedge/playground";
+/// `GET` here: a query's canonical and (signed) URL as JSON, for loopback callers only.
+pub const RESOLVE_PATH: &str = "/_imgedge/resolve";
 /// Prometheus text of the emulator (DESIGN.md §11).
 pub const METRICS_PATH: &str = "/metrics";
 

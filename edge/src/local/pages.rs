@@ -2,8 +2,19 @@
 
 use std::fmt::Write as _;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::PLAYGROUND_PATH;
 use crate::key::{key_to_uri, MasterKey, VARIANTS_PREFIX};
 use crate::sign::SigningKeys;
+
+/// What a key keeps unescaped as a query value: readable paths in the playground links.
+const QUERY_VALUE_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// The keys of a listing that viewers can address as masters (no `_variants/`, only
 /// valid master keys), at most 500 of them.
@@ -28,7 +39,7 @@ pub const GALLERY_VARIANTS: &[(&str, &str)] = &[
     ("320 @2x auto", "w=320&dpr=2&fmt=auto"),
 ];
 
-fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -50,7 +61,16 @@ pub fn link(keys: Option<&SigningKeys>, path: &str, query: &str) -> String {
     }
 }
 
-/// The gallery page: every master with a thumbnail and links to a few variants.
+/// The playground with `key` preselected.
+pub fn playground_link(key: &str) -> String {
+    format!(
+        "{PLAYGROUND_PATH}?master={}",
+        utf8_percent_encode(key, QUERY_VALUE_KEEP)
+    )
+}
+
+/// The gallery page: every master with a thumbnail and links to a few variants and to the
+/// playground.
 pub fn gallery_html(store: &str, masters: &[String], keys: Option<&SigningKeys>) -> String {
     let mut html = String::from(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -61,14 +81,16 @@ pub fn gallery_html(store: &str, masters: &[String], keys: Option<&SigningKeys>)
          figure{margin:0;background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:.5rem}\
          img{width:100%;height:auto;display:block;border-radius:4px}\
          figcaption{font-size:.8rem;word-break:break-all;margin:.4rem 0}\
-         a{margin-right:.5rem;font-size:.8rem}code{font-size:.85rem}\
+         figure a{margin-right:.5rem;font-size:.8rem}figure a.playground{font-weight:600}\
+         code{font-size:.85rem}\
          </style></head><body>\n<h1>imgedge</h1>\n",
     );
     let _ = writeln!(
         html,
         "<p>{} masters in <code>{}</code>. Thumbnails are <code>?w=256&amp;fmt=webp</code> variants, \
          made on first request and then served from the edge cache \
-         (see the <code>X-Cache</code> and <code>Server-Timing</code> headers).</p>",
+         (see the <code>X-Cache</code> and <code>Server-Timing</code> headers). \
+         Try every parameter in the <a href=\"{PLAYGROUND_PATH}\">playground</a>.</p>",
         masters.len(),
         html_escape(store)
     );
@@ -92,7 +114,11 @@ pub fn gallery_html(store: &str, masters: &[String], keys: Option<&SigningKeys>)
             let href = html_escape(&link(keys, &path, query));
             let _ = write!(html, "<a href=\"{href}\">{}</a>", html_escape(label));
         }
-        html.push_str("</figure>\n");
+        let _ = writeln!(
+            html,
+            "<a class=\"playground\" href=\"{}\">playground</a></figure>",
+            html_escape(&playground_link(key))
+        );
     }
     html.push_str("</div>\n</body></html>\n");
     html
@@ -110,6 +136,8 @@ mod tests {
         assert!(html.contains("src=\"/o/a%22%3Cb%3E.png?w=256&amp;fmt=webp\""));
         assert!(html.contains("href=\"/o/a%22%3Cb%3E.png?w=512&amp;fmt=webp\""));
         assert!(html.contains("1 masters"));
+        assert!(html.contains("href=\"/_imgedge/playground\""));
+        assert!(html.contains("href=\"/_imgedge/playground?master=o/a%22%3Cb%3E.png\""));
         let empty = gallery_html("fs:x", &[], None);
         assert!(empty.contains("no masters yet"));
     }

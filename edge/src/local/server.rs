@@ -1,14 +1,16 @@
 //! The emulator's HTTP side: a viewer request through the edge cache, on a miss the same
 //! origin-request event and handler as the Lambda, a rewritten request followed into the
-//! store; conditional GET and HEAD; the invalidation endpoint and the gallery.
+//! store; conditional GET and HEAD; the invalidation endpoint, the gallery and the
+//! playground with its resolve endpoint.
 
 use std::future::Future;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::response::Response;
 use axum::Router;
@@ -17,7 +19,11 @@ use percent_encoding::percent_decode_str;
 use super::cache::{edge_ttl, etag_matches, CacheHit, CachedResponse, EdgeCache};
 use super::metrics::{self, EdgeMetrics};
 use super::pages;
-use super::{ServeOptions, INVALIDATE_PATH, METRICS_PATH, X_CACHE_HIT, X_CACHE_MISS};
+use super::playground;
+use super::{
+    ServeOptions, INVALIDATE_PATH, METRICS_PATH, PLAYGROUND_PATH, RESOLVE_PATH, X_CACHE_HIT,
+    X_CACHE_MISS,
+};
 use crate::cloudfront::{self, OriginRequestOutput};
 use crate::error::Error;
 use crate::guard::Guard;
@@ -257,20 +263,54 @@ impl Edge {
 
     async fn gallery(&self) -> Response {
         match self.origin.store().list("").await {
+            Ok(keys) => html_response(pages::gallery_html(
+                &self.origin.store().describe(),
+                &pages::masters(&keys),
+                self.guard.keys.as_ref(),
+            )),
+            Err(e) => error_http(&Error::from(e)),
+        }
+    }
+
+    async fn playground(&self) -> Response {
+        match self.origin.store().list("").await {
             Ok(keys) => {
-                let html = pages::gallery_html(
-                    &self.origin.store().describe(),
-                    &pages::masters(&keys),
-                    self.guard.keys.as_ref(),
+                let mut response =
+                    html_response(playground::playground_html(&pages::masters(&keys)));
+                // The page is self-contained: anything it would load from elsewhere fails.
+                response.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'self'; script-src 'unsafe-inline'; \
+                         style-src 'unsafe-inline'; img-src 'self'",
+                    ),
                 );
-                Response::builder()
-                    .status(200)
-                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                    .header(header::CACHE_CONTROL, "no-store")
-                    .body(Body::from(html))
-                    .expect("valid response")
+                response
             }
             Err(e) => error_http(&Error::from(e)),
+        }
+    }
+
+    /// The resolve endpoint signs any query: only callers on this machine are answered.
+    fn resolve(&self, request: &axum::http::request::Parts, query: &str) -> Response {
+        let peer = request
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr);
+        let host = request
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri.authority().map(|a| a.as_str()));
+        let forwarded = request.headers.contains_key(header::FORWARDED)
+            || request.headers.contains_key("x-forwarded-for");
+        // Signed URLs and per-configuration answers: never kept by any cache.
+        match playground::check_local_caller(peer, host, forwarded) {
+            Ok(()) => {
+                let (status, body) = playground::resolve_answer(&self.guard, query);
+                json_response(status, "no-store", body)
+            }
+            Err(refusal) => json_response(403, "no-store", refusal.to_json()),
         }
     }
 }
@@ -353,6 +393,10 @@ impl Answer {
             ))
         })
     }
+}
+
+fn html_response(html: String) -> Response {
+    text_response("text/html; charset=utf-8", html)
 }
 
 fn text_response(content_type: &str, body: String) -> Response {
@@ -462,6 +506,10 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
         method_not_allowed(&method)
     } else if path == "/" {
         edge.gallery().await
+    } else if path == PLAYGROUND_PATH {
+        edge.playground().await
+    } else if path == RESOLVE_PATH {
+        edge.resolve(&request, &query)
     } else if path == METRICS_PATH {
         text_response(metrics::CONTENT_TYPE, edge.metrics.render())
     } else if path == "/favicon.ico" {
@@ -496,7 +544,9 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
     response
 }
 
-/// The emulator as an axum router (for embedding and tests).
+/// The emulator as an axum router (for embedding and tests). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, as [`serve`] does: without the
+/// peer address the resolve endpoint refuses every caller.
 pub fn router(origin: Arc<Origin>, options: ServeOptions) -> Router {
     let edge = Arc::new(Edge {
         origin,
@@ -520,7 +570,9 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(origin, options))
+    // The peer address is what the resolve endpoint checks (loopback callers only).
+    let service = router(origin, options).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }
