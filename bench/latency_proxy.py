@@ -8,7 +8,9 @@ The model, one round trip time D:
 - every HTTP request reaches the server D after its last byte left the client (the response
   comes back at once), so a request costs D, once, whatever its size;
 - a new client connection costs one more D before its first request can go (TCP's handshake;
-  TLS would add at least one more, which this does not model: the S3 server here is plain HTTP);
+  TLS would add at least one more, which this does not model: the S3 server here is plain HTTP),
+  except on listeners started as `open_listeners` (connections taken as already open, like
+  CloudFront's to its origin, shared by all viewers);
 - `Expect: 100-continue` costs a D for the `100 Continue` and a D for the request.
 
 It speaks HTTP/1.1 to its clients and keeps their connections alive between requests (like
@@ -38,7 +40,7 @@ class Logged:
     arrived: float  # monotonic seconds: the request's first byte at the proxy
     sent: float  # when it went to the upstream server (arrival of its last byte + delay)
     status: int = 0
-    done: float = 0.0  # its answer fully written back to the client
+    done: float = 0.0  # its answer fully read from the upstream server (then written back)
 
 
 class LatencyProxy:
@@ -55,10 +57,14 @@ class LatencyProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.base_events.Server] = []
+        self._open_listeners: set[str] = set()
 
     # ---- control (any thread) ------------------------------------------------------------
 
-    def start(self, listeners: list[str]) -> "LatencyProxy":
+    def start(self, listeners: list[str], open_listeners: tuple[str, ...] = ()) -> "LatencyProxy":
+        """Listeners on ephemeral ports (`ports`, `url()`); those in `open_listeners` charge
+        no handshake for a new connection."""
+        self._open_listeners = set(open_listeners)
         ready = threading.Event()
 
         def run() -> None:
@@ -116,7 +122,7 @@ class LatencyProxy:
         self._conns += 1
         conn = self._conns
         # The handshake: nothing the client sends reaches the server before one round trip.
-        usable_at = time.monotonic() + self._delay()
+        usable_at = time.monotonic() + (0.0 if listener in self._open_listeners else self._delay())
         first = True
         try:
             while True:
@@ -127,20 +133,20 @@ class LatencyProxy:
                 method, target = _request_line(request_line)
                 if headers.get(b"expect", b"").lower() == b"100-continue":
                     # The client waits for the server's go-ahead before sending the body.
-                    await _sleep_until(max(arrived + self._delay(), usable_at))
+                    await _sleep_until(max(arrived, usable_at) + self._delay())
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     await writer.drain()
                 body = await _read_body(reader, headers)
-                due = max(time.monotonic() + self._delay(), usable_at + self._delay() if first else 0.0)
+                due = max(time.monotonic(), usable_at) + self._delay()
                 entry = Logged(listener, conn, first, method, target, arrived, due)
                 first = False
                 with self._lock:
                     self._log.append(entry)
                 await _sleep_until(due)
                 status, answer = await self._forward(request_line, headers, body, method)
+                entry.status, entry.done = status, time.monotonic()
                 writer.write(answer)
                 await writer.drain()
-                entry.status, entry.done = status, time.monotonic()
                 if headers.get(b"connection", b"").lower() == b"close":
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
