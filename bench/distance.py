@@ -355,7 +355,7 @@ def _set(xs: list) -> str:
 def print_distance(res: dict, args) -> None:
     print("\n### Misses at a distance: every store call D ms away (latency proxy → moto S3)\n")
     print(
-        f"{args.distance_iters} misses per case and handler per D, interleaved; latency = the event "
+        f"Misses per case, handler and D: {args.distance_iters}, interleaved; latency = the event "
         "sent → the answer, plus CloudFront's GET of the object when the answer is a rewrite. "
         "Requests = the function's + CloudFront's; round trips = sequential, counted at the proxy "
         "(a new connection of the function costs one more); S3 server = moto's own time on the "
