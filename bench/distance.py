@@ -141,24 +141,30 @@ def function_dir(work: str, name: str, bootstrap: str, endpoint: str) -> str:
     return os.path.join(d, "index.mjs")
 
 
-def critical_path(reqs: list[Logged], delay_s: float) -> tuple[int | None, float]:
-    """Sequential round trips, and the S3 server's own time (ms) on the critical path.
+def critical_path(reqs: list[Logged], delay_s: float) -> tuple[int, float]:
+    """Sequential round trips, and the S3 server's own time (ms), on the critical path.
 
-    Requests arriving within D/2 of the first of a wave ran in parallel; a wave costs its
-    slowest request: its round trips (2 on a new connection) and the server's time answering
-    it. At D = 0 waves cannot be told apart: no round trips, and the server time is that of
-    the requests one after another (an upper bound)."""
-    waves: list[list[float]] = []  # [first arrival, round trips, server seconds]
-    for r in reqs:
-        cost = max(1, round((r.sent - r.arrived) / delay_s)) if delay_s > 0 else 0
-        serving = max(0.0, r.done - r.sent)
-        if delay_s > 0 and waves and r.arrived - waves[-1][0] < delay_s / 2:
-            waves[-1][1] = max(waves[-1][1], cost)
-            waves[-1][2] = max(waves[-1][2], serving)
-        else:
-            waves.append([r.arrived, cost, serving])
-    trips = int(sum(w[1] for w in waves)) if delay_s > 0 else None
-    return trips, sum(w[2] for w in waves) * 1000
+    A request that reached the proxy after another one's answer had come back from the server
+    waited for it (a sequential step); one that arrived before ran beside it. The critical path
+    is the longest chain of such steps; each step costs its round trips (2 on a new connection:
+    the proxy delayed it twice) and the server's time answering it. At D = 0 the round trips
+    are the sequential requests (a handshake costs nothing there)."""
+    best: list[tuple[int, float]] = []  # per request: the longest chain ending with it
+    for i, r in enumerate(reqs):
+        trips = max(1, round((r.sent - r.arrived) / delay_s)) if delay_s > 0 else 1
+        before = [best[j] for j, q in enumerate(reqs[:i]) if q.done <= r.arrived]
+        prev = max(before, default=(0, 0.0))
+        best.append((prev[0] + trips, prev[1] + max(0.0, r.done - r.sent)))
+    trips, server = max(best, default=(0, 0.0))
+    return trips, server * 1000
+
+
+def request_log(reqs: list[Logged]) -> list[dict]:
+    """The proxy's log of one miss, times in ms from its first request (for the raw JSON)."""
+    t0 = reqs[0].arrived if reqs else 0.0
+    return [{"listener": r.listener, "conn": r.conn, "new_conn": r.new_conn, "method": r.method,
+             "target": r.target, "status": r.status, "arrived": round((r.arrived - t0) * 1e3, 2),
+             "sent": round((r.sent - t0) * 1e3, 2), "done": round((r.done - t0) * 1e3, 2)} for r in reqs]
 
 
 def event_for(side: str, case: Case) -> dict:
@@ -194,6 +200,7 @@ def miss(proxy: LatencyProxy, driver: Driver, side: str, case: Case) -> dict:
         "render_ms": render,
         "outcome": records[-1]["outcome"] if records else None,
         "handler_round_trips": records[-1]["store_round_trips"] if records else None,
+        "requests": request_log(reqs),
     }
 
 
@@ -323,7 +330,7 @@ def summarise(runs: dict[int, dict], sides: list[str]) -> dict:
                 implied = None
                 if delay > 0 and base:
                     implied = (med - median([m["ms"] for m in base[(case.name, side)]])) / delay
-                trips_seen = sorted({m["trips"] for m in ms if m["trips"] is not None})
+                trips_seen = sorted({m["trips"] for m in ms})
                 renders = [m["render_ms"] for m in ms if m["render_ms"]]
                 rows.append({
                     "case": case.name, "side": side, "n": len(ms),
@@ -337,9 +344,9 @@ def summarise(runs: dict[int, dict], sides: list[str]) -> dict:
                     "server_ms": median([m["server_ms"] for m in ms]),
                     # What the miss costs beyond its round trips and render (the issue's "+ 20 ms"),
                     # and the part of that not spent in the S3 server.
-                    "overhead_ms": median([m["ms"] - (m["trips"] or 0) * delay - (m["render_ms"] or 0) for m in ms])
+                    "overhead_ms": median([m["ms"] - m["trips"] * delay - (m["render_ms"] or 0) for m in ms])
                     if delay > 0 else None,
-                    "own_ms": median([m["ms"] - (m["trips"] or 0) * delay - (m["render_ms"] or 0) - m["server_ms"]
+                    "own_ms": median([m["ms"] - m["trips"] * delay - (m["render_ms"] or 0) - m["server_ms"]
                                       for m in ms]) if delay > 0 else None,
                     "handler_round_trips": sorted({m["handler_round_trips"] for m in ms if m["handler_round_trips"] is not None}),
                     "samples": ms,
@@ -357,9 +364,9 @@ def print_distance(res: dict, args) -> None:
     print(
         f"Misses per case, handler and D: {args.distance_iters}, interleaved; latency = the event "
         "sent → the answer, plus CloudFront's GET of the object when the answer is a rewrite. "
-        "Requests = the function's + CloudFront's; round trips = sequential, counted at the proxy "
-        "(a new connection of the function costs one more); S3 server = moto's own time on the "
-        "critical path (median)."
+        "Requests = the function's + CloudFront's; round trips = sequential, on the critical path of "
+        "the requests logged at the proxy (a new connection of the function costs one more; at D = 0: "
+        "sequential requests); S3 server = moto's own time on that path (median)."
     )
     for delay, rows in res.items():
         print(f"\n#### D = {delay} ms per request\n")
