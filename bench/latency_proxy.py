@@ -247,11 +247,14 @@ def main() -> None:
     host, port = args.upstream.rsplit(":", 1)
     proxy = LatencyProxy((host, int(port)), args.delay_ms).start(["proxy"])
     print(f"{proxy.url('proxy')} → {args.upstream}, {args.delay_ms:g} ms per request", flush=True)
+    pending: list[Logged] = []
     try:
         while True:
             time.sleep(1)
-            for r in proxy.take():
+            pending += proxy.take()
+            for r in (r for r in pending if r.done):
                 print(f"conn {r.conn}{'*' if r.new_conn else ' '} {r.method} {r.target} → {r.status}", flush=True)
+            pending = [r for r in pending if not r.done]
     except KeyboardInterrupt:
         proxy.stop()
 
