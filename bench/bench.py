@@ -514,8 +514,9 @@ def bench_cold(args) -> dict | None:
                 if not lines:
                     raise RuntimeError(f"cold start of {side}: no result in {out[-2000:]}{err[-2000:]}")
                 r = json.loads(lines[-1])
-                if not r.get("uri", "") or "_variants/" not in r["uri"]:
-                    raise RuntimeError(f"cold start of {side}: no variant URI in {r}")
+                # The variant: its bytes (imgedge, small variants) or a rewrite to it.
+                if r.get("status") != "200" and "_variants/" not in (r.get("uri") or ""):
+                    raise RuntimeError(f"cold start of {side}: neither the variant's bytes nor its URI in {r}")
                 r.update(wall_ms=wall, peak_rss_mib=peak_rss_mib(rss_file))
                 samples[side].append(r)
     finally:
@@ -552,19 +553,45 @@ def main() -> None:
     ap.add_argument("--serve-seconds", type=int)
     ap.add_argument("--no-serve", action="store_true")
     ap.add_argument("--no-cold", action="store_true")
-    ap.add_argument("--task", action="append", help="only tasks whose name contains this")
+    ap.add_argument("--no-distance", action="store_true", help="--quick: skip the tiny distance run")
+    ap.add_argument("--task", action="append",
+                    help="only tasks whose name contains this; `distance`: the distance task alone")
+    ap.add_argument("--old-bin-dir", help="distance: the bootstrap from before issue 13 (bench/run builds it)")
+    ap.add_argument("--distance-delays", type=lambda s: [int(x) for x in s.split(",")],
+                    help="distance: ms per request, comma-separated (0 = the loopback baseline)")
+    ap.add_argument("--distance-iters", type=int, help="distance: misses per case and handler per delay")
+    ap.add_argument("--distance-init-reps", type=int, help="distance: fresh processes per first-event column")
+    ap.add_argument("--distance-init-delay", type=int, default=150, help="distance: ms per request for the init phase")
     args = ap.parse_args()
     q = args.quick
     args.rounds = args.rounds or (2 if q else 8)
     args.iters = args.iters or (2 if q else 5)
     args.once = args.once or (1 if q else 5)
     args.serve_seconds = args.serve_seconds or (3 if q else 20)
+    args.distance_delays = args.distance_delays or ([5] if q else [0, 50, 150])
+    args.distance_iters = args.distance_iters or (1 if q else 20)
+    args.distance_init_reps = args.distance_init_reps or 5
+    distance_only = bool(args.task) and "distance" in args.task
+
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    if distance_only:
+        import distance
+
+        print(f"## imgedge at a distance (node {node}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        print(f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
+              f"binaries from the `{os.path.basename(os.path.normpath(args.bin_dir))}` profile dir.")
+        res = distance.bench_distance(args)
+        print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+        out = os.path.join(args.work, "distance.json")
+        with open(out, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+        print(f"raw numbers: {out}")
+        return
 
     tasks = [t for t in TASKS if t.quick] if q else TASKS
     if args.task:
         tasks = [t for t in tasks if any(s in t.name for s in args.task)]
 
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     sharp_version = json.load(open(os.path.join(HERE, "sharp", "node_modules", "sharp", "package.json")))["version"]
     print(f"## imgedge vs sharp {sharp_version} (node {node}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(
@@ -576,10 +603,16 @@ def main() -> None:
     print_summary(results)
     serve = None if args.no_serve else bench_serve(args)
     cold = None if args.no_cold else bench_cold(args)
+    # --quick: a tiny distance run (one miss per case at 5 ms) proves that harness works.
+    dist = None
+    if q and not args.no_distance:
+        import distance
+
+        dist = distance.bench_distance(args)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     out = os.path.join(args.work, "results.json")
     with open(out, "w") as f:
-        json.dump({"tasks": results, "serve": serve, "cold": cold}, f, indent=1)
+        json.dump({"tasks": results, "serve": serve, "cold": cold, "distance": dist}, f, indent=1, default=str)
     print(f"raw numbers: {out}")
 
 

@@ -1,7 +1,8 @@
-// The peer for the cold-start comparison: an origin-request Lambda@Edge handler doing
-// imgedge's job with sharp and @aws-sdk/client-s3, written the way AWS's image samples
-// are (module-scope S3 client, GetObject → sharp → PutObject, rewrite request.uri).
-// It handles only what the benchmark sends (`w`, `fmt`, `q`); it is not a second product.
+// The peer for the cold-start and distance comparisons: an origin-request Lambda@Edge
+// handler doing imgedge's job with sharp and @aws-sdk/client-s3, written the way AWS's image
+// samples are (module-scope S3 client, GetObject → sharp → PutObject, rewrite request.uri).
+// It handles only what the benchmark sends (`w`, `fmt`, `q`, or no query: the original);
+// it is not a second product.
 // Settings come from the environment (bench only): BUCKET, AWS_REGION, AWS_ENDPOINT_URL.
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import sharp from "sharp";
@@ -12,6 +13,7 @@ const types = { webp: "image/webp", jpeg: "image/jpeg", png: "image/png", avif: 
 
 export const handler = async (event) => {
   const request = event.Records[0].cf.request;
+  if (!request.querystring) return request; // no transformation asked: the original, from S3
   const params = new URLSearchParams(request.querystring);
   const master = decodeURIComponent(request.uri.slice(1));
   const w = Number(params.get("w"));
