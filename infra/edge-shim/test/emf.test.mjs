@@ -49,15 +49,17 @@ export function emfProblems(doc) {
 
 let moto;
 let dir;
+let shim; // loaded by functionDir in this process too; its child must be stopped after
 
 before(async () => {
   moto = await Moto.start();
   await moto.createBucket(BUCKET);
   await moto.put(BUCKET, MASTER, gradientPng(200, 100), "image/png");
-  ({ dir } = await functionDir({ bucket: BUCKET, region: "us-east-1", endpoint_url: moto.endpoint }));
+  ({ dir, shim } = await functionDir({ bucket: BUCKET, region: "us-east-1", endpoint_url: moto.endpoint }));
 });
 
 after(async () => {
+  await shim?.shutdown();
   await moto?.stop();
 });
 
