@@ -51,9 +51,23 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Start `moto_server` (or `$MOTO_SERVER`) and wait until it answers.
+    /// Start `moto_server` (or `$MOTO_SERVER`) and wait until it answers. A free port can
+    /// be taken by a parallel test's server between the probe and the bind; then this
+    /// server exits at once (and the port answers for the other one), so it is tried
+    /// again on another port.
     pub fn start() -> MotoServer {
-        Self::start_on(free_port())
+        for _ in 0..5 {
+            let mut server = Self::start_on(free_port());
+            std::thread::sleep(Duration::from_millis(200));
+            let exited = server
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if !exited {
+                return server;
+            }
+        }
+        panic!("moto_server kept exiting at start (ports taken?)")
     }
 
     /// Start on a given port (used to restart a stopped server at the same endpoint).

@@ -11,22 +11,38 @@ use imgedge_tests::{bin_path, local_aws_env, MotoServer};
 
 const BUCKET: &str = "imgedge-flow";
 
-#[test]
-fn synth_upload_then_edge_serves_a_variant_from_s3() {
+/// moto's server with one bucket, the AWS environment for it and an HTTP client.
+fn moto_with_bucket(
+    bucket: &str,
+) -> (
+    MotoServer,
+    Vec<(&'static str, String)>,
+    reqwest::blocking::Client,
+) {
     let moto = MotoServer::start();
     let env = local_aws_env(&moto.endpoint());
-    let created = reqwest::blocking::Client::new()
-        .put(format!("{}/{BUCKET}", moto.endpoint()))
+    let client = reqwest::blocking::Client::new();
+    let created = client
+        .put(format!("{}/{bucket}", moto.endpoint()))
         .send()
         .unwrap();
     assert!(created.status().is_success(), "{}", created.status());
+    (moto, env, client)
+}
 
-    let masters = tempfile::tempdir().unwrap();
+/// `generator synth` of `count` masters of `size` px into `dir/masters`.
+fn synth_masters(dir: &std::path::Path, count: u32, size: u32) -> std::path::PathBuf {
+    let masters = dir.join("masters");
     let synth = Command::new(bin_path("generator"))
         .args([
-            "synth", "--count", "3", "--size", "1024", "--seed", "7", "--out",
+            "synth",
+            "--count",
+            &count.to_string(),
+            "--size",
+            &size.to_string(),
         ])
-        .arg(masters.path())
+        .arg("--out")
+        .arg(&masters)
         .output()
         .unwrap();
     assert!(
@@ -34,11 +50,19 @@ fn synth_upload_then_edge_serves_a_variant_from_s3() {
         "{}",
         String::from_utf8_lossy(&synth.stderr)
     );
+    masters
+}
+
+#[test]
+fn synth_upload_then_edge_serves_a_variant_from_s3() {
+    let (_moto, env, _client) = moto_with_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let masters = synth_masters(dir.path(), 3, 1024);
 
     let upload = Command::new(bin_path("generator"))
         .envs(env.clone())
         .arg("upload")
-        .arg(masters.path())
+        .arg(&masters)
         .args(["--bucket", BUCKET, "--date", "2025-02-01", "--json"])
         .output()
         .unwrap();
@@ -77,7 +101,7 @@ fn synth_upload_then_edge_serves_a_variant_from_s3() {
     assert_eq!(reply.header("content-type"), Some("image/webp"));
     assert_eq!(reply.x_cache(), "Miss from imgedge");
     // The master is served as uploaded, byte for byte.
-    let master = std::fs::read(masters.path().join(generator::synth::file_name(2))).unwrap();
+    let master = std::fs::read(masters.join(generator::synth::file_name(2))).unwrap();
     assert_eq!(edge.get("/outputs/2025-02-01/image_002.png").body, master);
 }
 
@@ -88,25 +112,11 @@ fn synth_upload_then_edge_serves_a_variant_from_s3() {
 #[test]
 fn signed_urls_from_the_generator_are_served_and_oversize_requests_share_one_object() {
     const SIGNED_BUCKET: &str = "imgedge-signed";
-    let moto = MotoServer::start();
-    let env = local_aws_env(&moto.endpoint());
-    let client = reqwest::blocking::Client::new();
-    let created = client
-        .put(format!("{}/{SIGNED_BUCKET}", moto.endpoint()))
-        .send()
-        .unwrap();
-    assert!(created.status().is_success());
-
+    let (moto, env, client) = moto_with_bucket(SIGNED_BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("# current\n{}\n", "5a".repeat(32))).unwrap();
-    let masters = dir.path().join("masters");
-    let synth = Command::new(bin_path("generator"))
-        .args(["synth", "--count", "1", "--size", "300", "--out"])
-        .arg(&masters)
-        .output()
-        .unwrap();
-    assert!(synth.status.success());
+    let masters = synth_masters(dir.path(), 1, 300);
 
     let edge = EdgeServer::start_s3(
         &format!("s3://{SIGNED_BUCKET}"),
@@ -200,22 +210,9 @@ fn signed_urls_from_the_generator_are_served_and_oversize_requests_share_one_obj
 #[test]
 fn eager_variants_are_made_at_upload_and_reused_by_the_origin() {
     const EAGER_BUCKET: &str = "imgedge-eager";
-    let moto = MotoServer::start();
-    let env = local_aws_env(&moto.endpoint());
-    let client = reqwest::blocking::Client::new();
-    let created = client
-        .put(format!("{}/{EAGER_BUCKET}", moto.endpoint()))
-        .send()
-        .unwrap();
-    assert!(created.status().is_success());
+    let (_moto, env, _client) = moto_with_bucket(EAGER_BUCKET);
     let dir = tempfile::tempdir().unwrap();
-    let masters = dir.path().join("masters");
-    let synth = Command::new(bin_path("generator"))
-        .args(["synth", "--count", "2", "--size", "400", "--out"])
-        .arg(&masters)
-        .output()
-        .unwrap();
-    assert!(synth.status.success());
+    let masters = synth_masters(dir.path(), 2, 400);
     let policy = dir.path().join("policy.json");
     std::fs::write(
         &policy,

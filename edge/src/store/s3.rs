@@ -166,6 +166,40 @@ fn meta_from(
     }
 }
 
+/// What both reads take from a GetObject answer.
+struct Answer {
+    meta: ObjectMeta,
+    /// The object's ETag (computed from the body when S3 sends none).
+    etag: String,
+    body: Bytes,
+    /// The whole object's size from `Content-Range: bytes 0-N/TOTAL` (a ranged answer).
+    total: Option<u64>,
+}
+
+async fn read_answer(
+    full: &str,
+    out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+) -> Result<Answer, StoreError> {
+    let meta = meta_from(out.content_type(), out.cache_control(), out.metadata());
+    let etag = out.e_tag().map(str::to_string);
+    let total = out
+        .content_range()
+        .and_then(|r| r.rsplit_once('/'))
+        .and_then(|(_, total)| total.parse::<u64>().ok());
+    let body = tokio::time::timeout(BODY_TIMEOUT, out.body.collect())
+        .await
+        .map_err(|_| StoreError::Io(format!("GetObject {full:?}: body read timed out")))?
+        .map_err(|e| StoreError::Io(format!("GetObject {full:?}: reading body: {e}")))?
+        .into_bytes();
+    let etag = etag.unwrap_or_else(|| content_etag(&body));
+    Ok(Answer {
+        meta,
+        etag,
+        body,
+        total,
+    })
+}
+
 #[async_trait]
 impl Store for S3Store {
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
@@ -186,14 +220,9 @@ impl Store for S3Store {
                 }
             }
         };
-        let meta = meta_from(out.content_type(), out.cache_control(), out.metadata());
-        let etag = out.e_tag().map(str::to_string);
-        let body = tokio::time::timeout(BODY_TIMEOUT, out.body.collect())
-            .await
-            .map_err(|_| StoreError::Io(format!("GetObject {full:?}: body read timed out")))?
-            .map_err(|e| StoreError::Io(format!("GetObject {full:?}: reading body: {e}")))?
-            .into_bytes();
-        let etag = etag.unwrap_or_else(|| content_etag(&body));
+        let Answer {
+            meta, etag, body, ..
+        } = read_answer(&full, out).await?;
         Ok(Some(Object {
             head: ObjectHead {
                 etag,
@@ -230,20 +259,13 @@ impl Store for S3Store {
                 };
             }
         };
-        let meta = meta_from(out.content_type(), out.cache_control(), out.metadata());
-        let etag = out.e_tag().map(str::to_string);
-        // `bytes 0-N/TOTAL` for a ranged answer; a server that ignores Range sends it all.
-        let total = out
-            .content_range()
-            .and_then(|r| r.rsplit_once('/'))
-            .and_then(|(_, total)| total.parse::<u64>().ok());
-        let body = tokio::time::timeout(BODY_TIMEOUT, out.body.collect())
-            .await
-            .map_err(|_| StoreError::Io(format!("GetObject {full:?}: body read timed out")))?
-            .map_err(|e| StoreError::Io(format!("GetObject {full:?}: reading body: {e}")))?
-            .into_bytes();
+        let Answer {
+            meta,
+            etag,
+            body,
+            total,
+        } = read_answer(&full, out).await?;
         let size = total.unwrap_or(body.len() as u64);
-        let etag = etag.unwrap_or_else(|| content_etag(&body));
         Ok(Some(SmallObject {
             head: ObjectHead { etag, size, meta },
             body: (size <= limit && body.len() as u64 == size).then_some(body),
