@@ -115,8 +115,12 @@ fn json_request_lines_metrics_and_server_timing() {
     assert_eq!(first["key"], "a.png");
     assert_eq!(first["query"], "w=100&fmt=webp");
     assert_eq!(first["status"], 200);
-    // HEAD master ∥ HEAD variant ∥ GET marker, then GET master, then PUT.
-    assert_eq!(first["store_round_trips"], 3, "{first}");
+    // HEAD master ∥ GET variant ∥ GET marker, then GET master, then PUT: 3 trips at S3
+    // (checked through the packaged bootstrap against moto, emf.test.mjs). A local file
+    // store may finish a call before the next one starts, so here the first step counts
+    // as 1 to 3 of them.
+    let trips = first["store_round_trips"].as_u64().unwrap();
+    assert!((3..=5).contains(&trips), "{first}");
     assert!(
         first["bytes_in"].as_u64().unwrap() > 1000,
         "the master was read"
