@@ -200,18 +200,32 @@ async fn read_answer(
     })
 }
 
+impl S3Store {
+    /// GetObject of the full key, optionally of a byte range; the answer is read by
+    /// [`read_answer`].
+    async fn send_get(
+        &self,
+        full: &str,
+        range: Option<String>,
+    ) -> Result<
+        aws_sdk_s3::operation::get_object::GetObjectOutput,
+        SdkError<aws_sdk_s3::operation::get_object::GetObjectError, HttpResponse>,
+    > {
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .set_range(range)
+            .send()
+            .await
+    }
+}
+
 #[async_trait]
 impl Store for S3Store {
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         let full = self.full_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
+        let out = match self.send_get(&full, None).await {
             Ok(out) => out,
             Err(e) => {
                 return match failure(&e) {
@@ -235,15 +249,7 @@ impl Store for S3Store {
 
     async fn get_small(&self, key: &str, limit: u64) -> Result<Option<SmallObject>, StoreError> {
         let full = self.full_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .range(format!("bytes=0-{limit}"))
-            .send()
-            .await
-        {
+        let out = match self.send_get(&full, Some(format!("bytes=0-{limit}"))).await {
             Ok(out) => out,
             Err(e) => {
                 return match failure(&e) {
