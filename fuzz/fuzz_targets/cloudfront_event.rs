@@ -30,12 +30,17 @@ struct Setup {
 
 fn master(format: image::ImageFormat) -> Bytes {
     let img = image::RgbaImage::from_fn(24, 16, |x, y| {
-        image::Rgba([(x * 10) as u8, (y * 15) as u8, 128, if x < 4 { 90 } else { 255 }])
+        image::Rgba([
+            (x * 10) as u8,
+            (y * 15) as u8,
+            128,
+            if x < 4 { 90 } else { 255 },
+        ])
     });
     let img = match format {
-        image::ImageFormat::Jpeg => image::DynamicImage::ImageRgb8(
-            image::DynamicImage::ImageRgba8(img).to_rgb8(),
-        ),
+        image::ImageFormat::Jpeg => {
+            image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(img).to_rgb8())
+        }
         _ => image::DynamicImage::ImageRgba8(img),
     };
     let mut out = std::io::Cursor::new(Vec::new());
@@ -55,8 +60,16 @@ fn setup() -> &'static Setup {
                 "image/png",
                 master(image::ImageFormat::Png),
             ),
-            ("photos/cat.jpg", "image/jpeg", master(image::ImageFormat::Jpeg)),
-            ("photos/dog.webp", "image/webp", master(image::ImageFormat::WebP)),
+            (
+                "photos/cat.jpg",
+                "image/jpeg",
+                master(image::ImageFormat::Jpeg),
+            ),
+            (
+                "photos/dog.webp",
+                "image/webp",
+                master(image::ImageFormat::WebP),
+            ),
         ],
     })
 }
@@ -82,7 +95,10 @@ fuzz_target!(|data: &[u8]| {
                 meta,
                 if_none_match: false,
             };
-            store.put(key, body.clone(), opts).await.expect("put a master");
+            store
+                .put(key, body.clone(), opts)
+                .await
+                .expect("put a master");
         }
         let origin = Origin::new(store.clone(), Limits::default());
         let no_records = event.records.is_empty();
@@ -97,20 +113,28 @@ fuzz_target!(|data: &[u8]| {
                 if key != master.as_str() {
                     assert!(key.starts_with(VARIANTS_PREFIX), "{key:?}");
                     let head = store.head(&key).await.expect("memory store");
-                    assert!(head.is_some(), "the request goes to {key:?}, which does not exist");
+                    assert!(
+                        head.is_some(),
+                        "the request goes to {key:?}, which does not exist"
+                    );
                 }
             }
             OriginRequestOutput::Response(response) => {
                 let status: u16 = response.status.parse().expect("a numeric status");
                 assert!((200..600).contains(&status), "{response:?}");
                 assert_eq!(status == 500, no_records, "{response:?}");
-                let body = response.body_bytes().expect("a generated response has a body");
+                let body = response
+                    .body_bytes()
+                    .expect("a generated response has a body");
                 if status != 200 {
                     let body: serde_json::Value =
                         serde_json::from_slice(&body).expect("an error body is JSON");
                     assert!(body["error"].is_string(), "{body}");
                 }
-                assert!(response.headers.contains_key("cache-control"), "{response:?}");
+                assert!(
+                    response.headers.contains_key("cache-control"),
+                    "{response:?}"
+                );
             }
         }
         let (second, _) = handle_origin_request(&origin, event).await;

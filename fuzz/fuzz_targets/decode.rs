@@ -60,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
                 _ => image::ImageFormat::WebP,
             };
             assert_eq!(sniffed, want);
-            assert_eq!(master_size(&variant.bytes), Some((variant.width, variant.height)));
+            assert_eq!(
+                master_size(&variant.bytes),
+                Some((variant.width, variant.height))
+            );
             if spec.fit != Some(Fit::Outside) {
                 assert!(spec.width.is_none_or(|w| variant.width <= w), "{spec:?}");
                 assert!(spec.height.is_none_or(|h| variant.height <= h), "{spec:?}");

@@ -17,14 +17,21 @@ fuzz_target!(|data: &[u8]| {
     let key = match MasterKey::from_uri(&uri) {
         Ok(key) => key,
         Err(e) => {
-            expect_kind(&e, &[ErrorKind::InvalidKey, ErrorKind::NotFound], "from_uri");
+            expect_kind(
+                &e,
+                &[ErrorKind::InvalidKey, ErrorKind::NotFound],
+                "from_uri",
+            );
             return;
         }
     };
     let k = key.as_str();
     assert!(!k.is_empty() && k.len() <= MAX_KEY_BYTES, "{k:?}");
     assert!(!k.starts_with(VARIANTS_PREFIX), "{k:?}");
-    assert!(!k.contains("//") && !k.ends_with('/') && !k.starts_with('/'), "{k:?}");
+    assert!(
+        !k.contains("//") && !k.ends_with('/') && !k.starts_with('/'),
+        "{k:?}"
+    );
     assert!(
         k.split('/').all(|s| s != "." && s != ".."),
         "{k:?} has a dot segment"
@@ -35,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
 
     // One key, one URI: the URI we write for it (a rewrite, a redirect) names it again.
     let written = key_to_uri(k);
-    assert_eq!(MasterKey::from_uri(&written).as_ref(), Ok(&key), "{written:?}");
+    assert_eq!(
+        MasterKey::from_uri(&written).as_ref(),
+        Ok(&key),
+        "{written:?}"
+    );
     assert_eq!(key_from_uri(&written).as_deref(), Some(k));
 
     let variant = key.variant_key("w=1", Format::Webp);

@@ -42,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
             let preset = loaded.preset(name).expect("listed preset");
             for master in [Format::Png, Format::Jpeg, Format::Webp] {
                 for accept in [None, Some("image/webp")] {
-                    assert!(VariantSpec::parse(preset, master, accept).is_ok(), "{preset}");
+                    assert!(
+                        VariantSpec::parse(preset, master, accept).is_ok(),
+                        "{preset}"
+                    );
                 }
             }
             assert!(loaded.check(preset).is_ok(), "{preset}");
@@ -57,21 +60,30 @@ fuzz_target!(|data: &[u8]| {
     let resolved = match guard.resolve(uri, query, accept) {
         Ok(resolved) => resolved,
         Err(e) => {
-            let kinds = [ErrorKind::InvalidKey, ErrorKind::NotFound, ErrorKind::InvalidParameter];
+            let kinds = [
+                ErrorKind::InvalidKey,
+                ErrorKind::NotFound,
+                ErrorKind::InvalidParameter,
+            ];
             expect_kind(&e, &kinds, "viewer step");
             return;
         }
     };
     // The origin gets the canonical query (and no Accept: auto is resolved by then).
     let canonical = resolved.canonical_query();
-    let expanded = policy.expand_preset(&canonical).expect("a canonical query names no preset");
+    let expanded = policy
+        .expand_preset(&canonical)
+        .expect("a canonical query names no preset");
     assert_eq!(expanded, canonical.as_str());
     let at_origin = service::resolve(uri, &canonical, None)
         .unwrap_or_else(|e| panic!("origin refuses {uri}?{canonical}: {}", e.to_json()));
     assert_eq!(at_origin.spec, resolved.spec, "{uri}?{query} → {canonical}");
     if let Some(spec) = &resolved.spec {
         if let Err(e) = policy.admits(spec) {
-            panic!("{uri}?{query} → {canonical}: the origin does not admit it: {}", e.to_json());
+            panic!(
+                "{uri}?{query} → {canonical}: the origin does not admit it: {}",
+                e.to_json()
+            );
         }
     }
 });

@@ -24,14 +24,21 @@ fuzz_target!(|data: &[u8]| {
         Ok(spec) => spec,
         Err(e) => {
             expect_kind(&e, &[ErrorKind::InvalidParameter], "parse");
-            assert!(e.param.is_some(), "a 400 names its parameter: {}", e.to_json());
+            assert!(
+                e.param.is_some(),
+                "a 400 names its parameter: {}",
+                e.to_json()
+            );
             return;
         }
     };
     for side in [spec.width, spec.height].into_iter().flatten() {
         assert!((1..=MAX_DIMENSION).contains(&side), "{spec:?}");
     }
-    assert_eq!(spec.fit.is_some(), spec.width.is_some() && spec.height.is_some());
+    assert_eq!(
+        spec.fit.is_some(),
+        spec.width.is_some() && spec.height.is_some()
+    );
     assert_eq!(spec.master_format, master);
 
     let canonical = spec.to_query();
@@ -43,8 +50,12 @@ fuzz_target!(|data: &[u8]| {
         "canonical query {canonical:?}"
     );
     // The canonical form needs no Accept (auto is resolved) and is its own canonical form.
-    let again = VariantSpec::parse(&canonical, master, None)
-        .unwrap_or_else(|e| panic!("canonical {canonical:?} of {query:?} fails: {}", e.to_json()));
+    let again = VariantSpec::parse(&canonical, master, None).unwrap_or_else(|e| {
+        panic!(
+            "canonical {canonical:?} of {query:?} fails: {}",
+            e.to_json()
+        )
+    });
     assert_eq!(again, spec, "{query:?} → {canonical:?}");
     assert_eq!(again.to_query(), canonical);
     assert_eq!(spec.is_identity(), canonical.is_empty());

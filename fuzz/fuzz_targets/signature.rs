@@ -52,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
             // Only a query that ends in `sig=` of these exact bytes passes.
             let (before, sig) = split_sig(query);
             assert_eq!(unsigned, before);
-            assert_eq!(sig.map(str::len), Some(43), "HMAC-SHA256 is 43 base64url chars");
+            assert_eq!(
+                sig.map(str::len),
+                Some(43),
+                "HMAC-SHA256 is 43 base64url chars"
+            );
         }
         Err(e) => expect_kind(&e, &[ErrorKind::InvalidSignature], "verify"),
     }
@@ -65,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(setup.keys.verify(&other, &signed).is_err());
     }
     // A whole URL signed by `sign_url` verifies (paths that start with `/`, no fragment).
-    if path.starts_with('/') && !path.contains(['?', '#']) && !path.contains("://") && !query.contains('#') {
+    if path.starts_with('/')
+        && !path.contains(['?', '#'])
+        && !path.contains("://")
+        && !query.contains('#')
+    {
         let url = format!("{path}?{query}");
         let signed = setup.keys.sign_url(&url);
         let (p, q) = signed.split_once('?').unwrap_or((&signed, ""));

@@ -27,7 +27,8 @@ pub const TEXT_HEAP_LIMIT: usize = 256 << 20;
 /// Set the heap ceiling (once, at the start of a target).
 pub fn limit_heap(bytes: usize) {
     if HEAP.limit() != bytes {
-        HEAP.set_limit(bytes).expect("the ceiling is above what is in use");
+        HEAP.set_limit(bytes)
+            .expect("the ceiling is above what is in use");
     }
 }
 
