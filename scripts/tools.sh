@@ -8,7 +8,9 @@
 #   imgedge_bench    the bench's Python venv (scikit-image, Pillow, numpy) and sharp (npm ci)
 #   imgedge_browser  Debian's chromium (apt-get) and puppeteer-core (npm ci in
 #                    tests/browser/), for the playground's browser test
-#   imgedge_setup    all three
+#   imgedge_fuzz     cargo-fuzz (pinned, `cargo install --locked` into the cache dir), for
+#                    the coverage-guided fuzz targets of fuzz/ (fuzz/run)
+#   imgedge_setup    all four
 
 IMGEDGE_CACHE=${IMGEDGE_CACHE:-$HOME/.cache/imgedge}
 IMGEDGE_VENV=$IMGEDGE_CACHE/venv
@@ -86,8 +88,23 @@ imgedge_browser() {
   fi
 }
 
+# cargo-fuzz drives libFuzzer (built from C++ source by libfuzzer-sys) on the stable
+# toolchain with `--sanitizer none` (fuzz/run). Installed once into the cache dir; its own
+# build dir is a temporary one, never the tests' CARGO_TARGET_DIR.
+IMGEDGE_CARGO_FUZZ_VERSION=0.13.2
+imgedge_fuzz() {
+  local root=$IMGEDGE_CACHE/cargo-tools
+  if [[ "$("$root/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $IMGEDGE_CARGO_FUZZ_VERSION" ]]; then
+    echo "==> cargo install cargo-fuzz $IMGEDGE_CARGO_FUZZ_VERSION into $root" >&2
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$root" \
+      cargo-fuzz --version "$IMGEDGE_CARGO_FUZZ_VERSION" >&2
+  fi
+  export PATH="$root/bin:$PATH"
+}
+
 imgedge_setup() {
   imgedge_tools
   imgedge_bench
   imgedge_browser
+  imgedge_fuzz
 }

@@ -1,6 +1,7 @@
-//! The WebP container (RIFF), just enough to carry an ICC profile: libwebp's simple
-//! encoder writes `VP8 `/`VP8L` (or `VP8X`+`ALPH`+`VP8 ` with alpha) and no profile, so we
-//! rewrap the bitstream in the extended format with a `VP8X` header and an `ICCP` chunk.
+//! The WebP container (RIFF), just enough to carry an ICC profile and to read the sizes a
+//! master's bitstreams declare. libwebp's simple encoder writes `VP8 `/`VP8L` (or
+//! `VP8X`+`ALPH`+`VP8 ` with alpha) and no profile, so we rewrap the bitstream in the
+//! extended format with a `VP8X` header and an `ICCP` chunk.
 //! See <https://developers.google.com/speed/webp/docs/riff_container>.
 
 /// One chunk: its FourCC and payload (without padding).
@@ -44,6 +45,45 @@ pub fn chunks(webp: &[u8]) -> Result<Vec<Chunk<'_>>, &'static str> {
         pos = stop + (len & 1);
     }
     Ok(out)
+}
+
+/// The chunks of a RIFF body as far as the data goes: a chunk that runs past the end is
+/// cut short and ends the walk (a decoder reads such a file up to the same point).
+fn walk(mut data: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
+    std::iter::from_fn(move || {
+        if data.len() < 8 {
+            return None;
+        }
+        let fourcc = [data[0], data[1], data[2], data[3]];
+        let len = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
+        let stop = len.saturating_add(8).min(data.len());
+        let payload = &data[8..stop];
+        data = &data[stop.saturating_add(len & 1).min(data.len())..];
+        Some(Chunk { fourcc, payload })
+    })
+}
+
+/// The sizes that the image bitstreams of a WebP file declare (`VP8 ` and `VP8L`, at the
+/// top level and inside `ANMF` animation frames), read from their headers alone, within
+/// the RIFF size. A decoder allocates for these, and nothing makes them agree with the
+/// `VP8X` canvas it reports as the image's size.
+pub fn declared_sizes(webp: &[u8]) -> Vec<(u32, u32)> {
+    if webp.len() < 12 || &webp[0..4] != b"RIFF" {
+        return Vec::new();
+    }
+    let riff_len = u32::from_le_bytes([webp[4], webp[5], webp[6], webp[7]]) as usize;
+    let body = &webp[12..riff_len.saturating_add(8).clamp(12, webp.len())];
+    let size = |c: Chunk<'_>| bitstream_info(&c).ok().map(|(w, h, _)| (w, h));
+    let mut sizes = Vec::new();
+    for chunk in walk(body) {
+        if &chunk.fourcc == b"ANMF" {
+            // 16 bytes of frame header (offset, size, duration, flags), then its chunks.
+            sizes.extend(walk(chunk.payload.get(16..).unwrap_or_default()).filter_map(size));
+        } else {
+            sizes.extend(size(chunk));
+        }
+    }
+    sizes
 }
 
 fn write_chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], payload: &[u8]) {
@@ -136,6 +176,29 @@ mod tests {
         assert!(chunks(b"RIFF\x04\0\0\0WEBX").is_err());
         // Chunk claims more bytes than there are.
         assert!(chunks(b"RIFF\x10\0\0\0WEBPVP8 \xff\0\0\0ab").is_err());
+    }
+
+    #[test]
+    fn declared_sizes_read_every_bitstream_even_cut_short() {
+        let mut body = b"WEBP".to_vec();
+        write_chunk(&mut body, b"VP8X", &[0x10, 0, 0, 0, 39, 0, 0, 27, 0, 0]);
+        // VP8: frame tag, start code, 14-bit sizes (upper 2 bits are scaling, ignored).
+        let vp8 = [0, 0, 0, 0x9d, 0x01, 0x2a, 0xff, 0xf1, 0x53, 0x14];
+        write_chunk(&mut body, b"VP8 ", &vp8);
+        // An animation frame holding a VP8L bitstream of 3×2.
+        let mut anmf = vec![0u8; 16];
+        let bits: u32 = 2 | (1 << 14);
+        let mut vp8l = vec![0x2f];
+        vp8l.extend_from_slice(&bits.to_le_bytes());
+        write_chunk(&mut anmf, b"VP8L", &vp8l);
+        write_chunk(&mut body, b"ANMF", &anmf);
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        file.extend_from_slice(&body);
+        assert_eq!(declared_sizes(&file), vec![(12799, 5203), (3, 2)]);
+        // Cut inside the animation frame: what is there is still read.
+        assert_eq!(declared_sizes(&file[..file.len() - 8]), vec![(12799, 5203)]);
+        assert!(declared_sizes(b"RIFF").is_empty());
     }
 
     #[test]

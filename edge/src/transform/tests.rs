@@ -895,6 +895,51 @@ fn webp_bomb_is_refused_from_the_header() {
     assert!(e.message.contains("16000×16000"), "{}", e.message);
 }
 
+/// Found by fuzzing (fuzz/run decode): an extended WebP whose `VP8X` canvas is small while
+/// its `VP8 ` bitstream declares a large frame. The decoder allocates for the frame
+/// (1.5 bytes a pixel, before it notices the mismatch), so the frame's size is checked
+/// against the limits too, from its header.
+#[test]
+fn webp_frame_larger_than_its_canvas_is_refused_from_the_header() {
+    let simple = render_ok(
+        &png_of(&DynamicImage::ImageRgb8(photo(16, 16))),
+        &spec(None, None, None, Format::Webp),
+    )
+    .bytes;
+    assert_eq!(&simple[12..16], b"VP8 ");
+    let mut vp8 = simple[12..].to_vec();
+    vp8[14..16].copy_from_slice(&16000u16.to_le_bytes());
+    vp8[16..18].copy_from_slice(&16000u16.to_le_bytes());
+    // RIFF, VP8X with a 16×16 canvas, then the patched VP8 chunk.
+    let mut body = b"WEBPVP8X\x0a\0\0\0\0\0\0\0\x0f\0\0\x0f\0\0".to_vec();
+    body.extend_from_slice(&vp8);
+    let mut webp = b"RIFF".to_vec();
+    webp.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    webp.extend_from_slice(&body);
+    let started = Instant::now();
+    let e = render_err(&webp, &w(100, Format::Png), &Limits::default());
+    assert_eq!(e.kind, ErrorKind::ImageTooLarge, "{e}");
+    assert!(e.message.contains("16000×16000"), "{}", e.message);
+    assert!(started.elapsed() < Duration::from_millis(50));
+
+    // The fuzzer's own input (after its 3 bytes of spec): a 40×28 canvas over a
+    // 12799×5203 frame; with the fuzz target's 1 MiP limit it needed over 64 MiB of heap.
+    use base64::Engine as _;
+    let found = base64::engine::general_purpose::STANDARD
+        .decode(
+            "UklGRpwBAABXRUJQVlA4WAoAAAAQAAAAJwAAGwAAQUxQSC4AAAABD/CU/4iIoCSSJOfCJ7gSTspZO+2Dn0f0n2zSZk3SHjJdevAFD/jAG15w/XMkVlA4IEgBAACQCQCdASr/cVNUsYjq0WcwNBBRh5KHfDj+f/OyqQmhelnv3Pr/E7FDDSkI9LKrro1OnOhHV9JzLLhygafgac0Y6FRLvG5neQcBF9+BAWz4dGi5KJbt7wgJ++TR4VKalf+DuwwYRXfHV/+uf7PwKoAl7Ve/yNt79ms50M5lgeqaJI03AAAA",
+        )
+        .unwrap();
+    let small = Limits {
+        max_pixels: 1 << 20,
+        max_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let e = render_err(&found, &w(64, Format::Webp), &small);
+    assert_eq!(e.kind, ErrorKind::ImageTooLarge, "{e}");
+    assert!(e.message.contains("12799×5203"), "{}", e.message);
+}
+
 #[test]
 fn animated_png_renders_its_first_frame() {
     let (width, height) = (20u32, 10u32);
