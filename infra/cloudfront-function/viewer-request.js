@@ -358,7 +358,7 @@ async function handler(event) {
   if (master instanceof Fail) return reply(master);
   try {
     var list = pairs(request.querystring || {});
-    var sent = request.uri + '?' + list.map(function (p) { return p[0] + '=' + p[1]; }).join('&');
+    var sent = VARIANTS ? request.uri + '?' + list.map(function (p) { return p[0] + '=' + p[1]; }).join('&') : '';
     // A plain master request (no query) needs no signature and no KVS read. Verified on
     // request.uri as sent: nothing may rewrite the path or query before this line.
     if (list.length) list = await unsigned(request.uri, list);
