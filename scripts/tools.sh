@@ -8,7 +8,9 @@
 #   imgedge_bench    the bench's Python venv (scikit-image, Pillow, numpy) and sharp (npm ci)
 #   imgedge_browser  Debian's chromium (apt-get) and puppeteer-core (npm ci in
 #                    tests/browser/), for the playground's browser test
-#   imgedge_setup    all three
+#   imgedge_arm64    Debian's rustc-web with its arm64 standard library, the aarch64 linker
+#                    and qemu-user (apt-get), for the regional function's arm64 build and test
+#   imgedge_setup    the first three
 
 IMGEDGE_CACHE=${IMGEDGE_CACHE:-$HOME/.cache/imgedge}
 IMGEDGE_VENV=$IMGEDGE_CACHE/venv
@@ -84,6 +86,39 @@ imgedge_browser() {
     echo "==> npm ci (tests/browser)" >&2
     (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
+}
+
+# The regional function for arm64 (Graviton), cross-compiled here: rustup cannot fetch the
+# aarch64 standard library on these machines, Debian can. Debian's rustc-web (bookworm-security)
+# ships its arm64 standard library as libstd-rust-web-dev:arm64; gcc-aarch64-linux-gnu links,
+# and qemu-user runs the result in the tests. apt-get only when something is missing. Sets:
+#   IMGEDGE_ARM64_CARGO  Debian's cargo (the compiler and standard library must match)
+#   IMGEDGE_ARM64_ENV    the environment of that build (compiler, linker, C compiler)
+#   IMGEDGE_QEMU         the command that runs an aarch64 binary of it on this machine
+imgedge_arm64() {
+  local sysroot=/usr/aarch64-linux-gnu
+  if ! [[ -x /usr/bin/rustc && -x /usr/bin/cargo && -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib &&
+    -x /usr/bin/aarch64-linux-gnu-gcc && -x /usr/bin/qemu-aarch64 && -d $sysroot/lib ]]; then
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    echo "==> apt-get install rustc-web and its arm64 standard library, the aarch64 linker, qemu-user" >&2
+    dpkg --print-foreign-architectures | grep -qx arm64 || "${sudo[@]}" dpkg --add-architecture arm64
+    "${sudo[@]}" apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 \
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >&2
+  fi
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  IMGEDGE_ARM64_CARGO=/usr/bin/cargo
+  # shellcheck disable=SC2034
+  IMGEDGE_ARM64_ENV=(
+    RUSTC=/usr/bin/rustc
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+  )
+  IMGEDGE_QEMU="qemu-aarch64 -L $sysroot"
+  export IMGEDGE_QEMU
 }
 
 imgedge_setup() {
