@@ -82,7 +82,7 @@ BREAKAGES = [
     ("old TLS", "MinimumProtocolVersion: TLSv1.2_2021", "MinimumProtocolVersion: TLSv1", "rule_https_only"),
     ("$LATEST associated", "LambdaFunctionARN: !Ref EdgeFunctionVersion", "LambdaFunctionARN: !GetAtt EdgeFunction.Arn", "rule_edge_functions"),
     ("body sent to Lambda@Edge", "IncludeBody: false", "IncludeBody: true", "rule_edge_functions"),
-    ("arm64 at the edge", "Architectures: [x86_64]", "Architectures: [arm64]", "rule_edge_functions"),
+    ("arm64 at the edge", "Architectures: !If [IsEdge, [x86_64],", "Architectures: !If [IsEdge, [arm64],", "rule_edge_functions"),
     ("CloudFront Function not associated", "EventType: viewer-request", "EventType: viewer-response", "rule_edge_functions"),
     (
         "no Vary function",
@@ -193,7 +193,12 @@ BREAKAGES = [
         "                    - OriginId: regional-function\n                    - OriginId: images\n",
         "rule_edge_functions",
     ),
-    ("regional function on a Node runtime", "      Runtime: provided.al2023\n", "      Runtime: nodejs22.x\n", "rule_edge_functions"),
+    (
+        "regional function on a Node runtime",
+        "Runtime: !If [IsEdge, nodejs22.x, provided.al2023]",
+        "Runtime: !If [IsEdge, nodejs22.x, nodejs22.x]",
+        "rule_edge_functions",
+    ),
     ("more than the viewer URL forwarded", "Headers: [x-imgedge-viewer-url]", "Headers: [x-imgedge-viewer-url, Authorization]", "rule_edge_functions"),
     ("function URL signed as if it were S3", "OriginAccessControlOriginType: lambda\n", "OriginAccessControlOriginType: s3\n", "rule_origin_uses_oac"),
     (
@@ -204,14 +209,14 @@ BREAKAGES = [
     ),
     (
         "regional alarm on another function",
-        "      MetricName: Throttles\n      Dimensions:\n        - Name: FunctionName\n          Value: !Ref RegionalFunction\n",
+        "      MetricName: Throttles\n      Dimensions:\n        - Name: FunctionName\n          Value: !Ref EdgeFunction\n",
         "      MetricName: Throttles\n      Dimensions:\n        - Name: FunctionName\n          Value: another-function\n",
         "rule_alarms",
     ),
     (
         "regional function charted as a Lambda@Edge replica",
-        '["AWS/Lambda", "Invocations", "FunctionName", "${RegionalFunction}"',
-        '["AWS/Lambda", "Invocations", "FunctionName", "us-east-1.${RegionalFunction}"',
+        '["AWS/Lambda", "Invocations", "FunctionName", "${EdgeFunction}"',
+        '["AWS/Lambda", "Invocations", "FunctionName", "us-east-1.${EdgeFunction}"',
         "rule_dashboard",
     ),
 ]
@@ -236,10 +241,12 @@ class PolicyRules(unittest.TestCase):
         t = ct.load(TEMPLATE)
         self.assertEqual(ct.template_modes(t), ["edge", "regional"])
         regional = ct.for_mode(t, "regional")
-        self.assertIn("RegionalFunction", regional["Resources"])
+        self.assertIn("RegionalFunctionUrl", regional["Resources"])
         self.assertNotIn("EdgeFunctionVersion", regional["Resources"])
+        self.assertEqual(regional["Resources"]["EdgeFunction"]["Properties"]["Runtime"], "provided.al2023")
         edge = ct.for_mode(t, "edge")
-        self.assertNotIn("RegionalFunction", edge["Resources"])
+        self.assertNotIn("RegionalFunctionUrl", edge["Resources"])
+        self.assertNotIn("Environment", edge["Resources"]["EdgeFunction"]["Properties"])
         origins = edge["Resources"]["Distribution"]["Properties"]["DistributionConfig"]["Origins"]
         self.assertEqual([o["Id"] for o in origins], ["images"], "the NoValue branch leaves no item")
         failures = ct.check(broken_copy("      AuthType: AWS_IAM\n", "      AuthType: NONE\n"))
