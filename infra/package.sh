@@ -120,6 +120,13 @@ else
     fi
 fi
 [[ -x "$bin" ]] || { echo "no $bin (build it first)" >&2; exit 1; }
+# Lambda's provided.al2023 and nodejs22.x run on Amazon Linux 2023, whose glibc is 2.34: a
+# binary that needs a newer symbol version would fail at its first start, in AWS only.
+needed=$({ readelf --version-info --wide "$bin" 2>/dev/null || true; } | { grep -o 'GLIBC_[0-9][0-9.]*' || true; } | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+if [[ -n "$needed" && "$(printf '%s\n2.34\n' "$needed" | sort -V | tail -n 1)" != 2.34 ]]; then
+    echo "$bin needs glibc $needed; Lambda (Amazon Linux 2023) has 2.34" >&2
+    exit 1
+fi
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
@@ -179,4 +186,4 @@ if ((size >= LIMIT_BYTES)); then
     echo "$out is $size bytes: over the 50 MB $what zip limit" >&2
     exit 1
 fi
-echo "$out: $size bytes ($((size * 100 / LIMIT_BYTES))% of the 50 MB $what limit); bootstrap $(stat -c %s "$bin") bytes unzipped"
+echo "$out: $size bytes ($((size * 100 / LIMIT_BYTES))% of the 50 MB $what limit); bootstrap $(stat -c %s "$bin") bytes unzipped, needs glibc ${needed:-(none)}"

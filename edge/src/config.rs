@@ -79,10 +79,15 @@ impl Config {
             .unwrap_or_else(default_region);
         let number = |name: &'static str, default: u64| match var(name) {
             None => Ok(default),
-            Some(v) => v.trim().parse::<u64>().ok().filter(|&n| n > 0).ok_or(ConfigError::Env {
-                name,
-                message: format!("must be a positive integer, got '{v}'"),
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(ConfigError::Env {
+                    name,
+                    message: format!("must be a positive integer, got '{v}'"),
+                }),
         };
         let defaults = Limits::default();
         let limits = Limits {
@@ -94,7 +99,9 @@ impl Config {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Env {
                     name: POLICY_VAR,
-                    message: format!("give the policy in {POLICY_VAR} or {POLICY_FILE_VAR}, not both"),
+                    message: format!(
+                        "give the policy in {POLICY_VAR} or {POLICY_FILE_VAR}, not both"
+                    ),
                 })
             }
             (Some(text), None) => Some((POLICY_VAR, text)),
@@ -167,8 +174,8 @@ mod tests {
 
     #[test]
     fn environment_gives_bucket_region_limits_and_policy() {
-        let c = Config::from_env(env(&[("IMGEDGE_BUCKET", "b"), ("AWS_REGION", "eu-west-1")]))
-            .unwrap();
+        let c =
+            Config::from_env(env(&[("IMGEDGE_BUCKET", "b"), ("AWS_REGION", "eu-west-1")])).unwrap();
         assert_eq!((c.bucket.as_str(), c.region.as_str()), ("b", "eu-west-1"));
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.policy, None);
@@ -195,8 +202,11 @@ mod tests {
         let file = dir.path().join("policy.json");
         std::fs::write(&file, r#"{"widths": [0]}"#).unwrap();
         let path = file.to_str().unwrap();
-        let c = Config::from_env(env(&[("IMGEDGE_BUCKET", "b"), ("IMGEDGE_POLICY_FILE", path)]))
-            .unwrap();
+        let c = Config::from_env(env(&[
+            ("IMGEDGE_BUCKET", "b"),
+            ("IMGEDGE_POLICY_FILE", path),
+        ]))
+        .unwrap();
         let e = c.policy().unwrap_err().to_string();
         assert!(e.contains("widths[0]"), "{e}");
     }
@@ -227,7 +237,10 @@ mod tests {
                 "not both",
             ),
             (
-                vec![("IMGEDGE_BUCKET", "b"), ("IMGEDGE_POLICY_FILE", "/no/such/policy.json")],
+                vec![
+                    ("IMGEDGE_BUCKET", "b"),
+                    ("IMGEDGE_POLICY_FILE", "/no/such/policy.json"),
+                ],
                 "cannot read /no/such/policy.json",
             ),
         ] {

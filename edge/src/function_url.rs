@@ -94,14 +94,29 @@ pub async fn handle_function_url_request(
     };
     let (response, record) = match answer {
         Answer::Bytes(ensured, variant) => {
-            let mut record =
-                RequestRecord::new(&request_id, key, query, Ok(&ensured), &trace, started.elapsed());
+            let mut record = RequestRecord::new(
+                &request_id,
+                key,
+                query,
+                Ok(&ensured),
+                &trace,
+                started.elapsed(),
+            );
             record.bytes_out = Some(variant.body.len() as u64);
-            (bytes_response(&variant.response_headers(), &variant.body), record)
+            (
+                bytes_response(&variant.response_headers(), &variant.body),
+                record,
+            )
         }
         Answer::Master(ensured, master) => {
-            let mut record =
-                RequestRecord::new(&request_id, key, query, Ok(&ensured), &trace, started.elapsed());
+            let mut record = RequestRecord::new(
+                &request_id,
+                key,
+                query,
+                Ok(&ensured),
+                &trace,
+                started.elapsed(),
+            );
             record.bytes_out = Some(master.body.len() as u64);
             let mut headers = vec![("Content-Type", master.content_type.as_str())];
             if let Some(cache_control) = master.cache_control.as_deref() {
@@ -111,14 +126,26 @@ pub async fn handle_function_url_request(
             (bytes_response(&headers, &master.body), record)
         }
         Answer::Redirect(ensured, location) => {
-            let mut record =
-                RequestRecord::new(&request_id, key, query, Ok(&ensured), &trace, started.elapsed());
+            let mut record = RequestRecord::new(
+                &request_id,
+                key,
+                query,
+                Ok(&ensured),
+                &trace,
+                started.elapsed(),
+            );
             record.status = 302;
             (redirect_response(&location), record)
         }
         Answer::Failed(error) => {
-            let record =
-                RequestRecord::new(&request_id, key, query, Err(&error), &trace, started.elapsed());
+            let record = RequestRecord::new(
+                &request_id,
+                key,
+                query,
+                Err(&error),
+                &trace,
+                started.elapsed(),
+            );
             (error_response(&error), record)
         }
     };
@@ -232,7 +259,9 @@ fn viewer_url(headers: &HeaderMap, uri: &str, query: &str, ensured: &Ensured) ->
         // naming the master served: no open redirect can be made of the header.
         url.starts_with('/')
             && !url.starts_with("//")
-            && !url.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+            && !url
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
             && MasterKey::from_uri(path).ok() == master
     });
     sent.unwrap_or_else(|| {
@@ -247,12 +276,7 @@ fn viewer_url(headers: &HeaderMap, uri: &str, query: &str, ensured: &Ensured) ->
 
 /// A header's values folded into one, as HTTP does.
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    fold_header_values(
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
+    fold_header_values(headers.get_all(name).iter().filter_map(|v| v.to_str().ok()))
 }
 
 fn response(status: i64, headers: &[(&str, &str)]) -> LambdaFunctionUrlResponse {
@@ -400,7 +424,10 @@ mod tests {
         let event = fixture("aws-request.json");
         assert_eq!(event.raw_path.as_deref(), Some("/my/path"));
         assert_eq!(event.request_context.http.method.as_deref(), Some("POST"));
-        assert_eq!(header(&event.headers, "header2").as_deref(), Some("value1,value2"));
+        assert_eq!(
+            header(&event.headers, "header2").as_deref(),
+            Some("value1,value2")
+        );
         let miss = fixture("variant-miss.json");
         assert_eq!(miss.request_context.http.method.as_deref(), Some("GET"));
         assert!(miss.raw_path.unwrap().starts_with("/_variants/v"));
@@ -442,7 +469,10 @@ mod tests {
         assert_eq!(handled.record.key, MASTER);
         assert_eq!(handled.record.query, "w=512&fmt=webp");
         assert_eq!(handled.record.bytes_out, Some(body.len() as u64));
-        assert_eq!(handled.record.request_id, "c7ad1b5b-39a5-4d53-94e4-e7b4e8f0a1b2");
+        assert_eq!(
+            handled.record.request_id,
+            "c7ad1b5b-39a5-4d53-94e4-e7b4e8f0a1b2"
+        );
         assert!(handled.built.is_some());
 
         // Stored at the very key the path names, as the bucket will serve it next time.
@@ -471,8 +501,8 @@ mod tests {
             variant_path("fmt=webp&w=512", "webp"), // not canonical order
             variant_path("w=512&fmt=webp", "png"),  // not its output's extension
             variant_path("w=512&fmt=webp&q=80", "webp"), // a default spelled out
-            variant_path("w=0", "png"),                  // no valid query at all
-            variant_path("fmt=png", "png"),              // the master itself
+            variant_path("w=0", "png"),             // no valid query at all
+            variant_path("fmt=png", "png"),         // the master itself
             older,
         ] {
             let (response, handled) =
@@ -482,7 +512,10 @@ mod tests {
             assert_eq!(header_of(&response, "cache-control"), "public, max-age=60");
             assert_eq!(handled.record.outcome, "not_found");
         }
-        assert_eq!(store.list("_variants/").await.unwrap(), Vec::<String>::new());
+        assert_eq!(
+            store.list("_variants/").await.unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]
@@ -506,7 +539,10 @@ mod tests {
             handle_function_url_request(&origin, fixture("variant-miss.json"), None).await;
         assert_eq!(response.status_code, 400);
         let body = body_json(&response);
-        assert_eq!((body["error"].as_str(), body["param"].as_str()), (Some("invalid_parameter"), Some("w")));
+        assert_eq!(
+            (body["error"].as_str(), body["param"].as_str()),
+            (Some("invalid_parameter"), Some("w"))
+        );
         let allowed = miss(&variant_path("w=256", "png"), None);
         let (response, _) = handle_function_url_request(&origin, allowed, None).await;
         assert_eq!(response.status_code, 200);
@@ -523,13 +559,20 @@ mod tests {
         assert_eq!(handled.record.outcome, "not_found");
 
         let path = format!("/{MASTER}");
-        let (response, handled) = handle_function_url_request(&origin, miss(&path, None), None).await;
+        let (response, handled) =
+            handle_function_url_request(&origin, miss(&path, None), None).await;
         assert_eq!(response.status_code, 200);
         assert_eq!(body_bytes(&response).unwrap(), png(640, 480).to_vec());
         assert_eq!(header_of(&response, "content-type"), "image/png");
-        assert_eq!(header_of(&response, "cache-control"), "public, max-age=86400");
+        assert_eq!(
+            header_of(&response, "cache-control"),
+            "public, max-age=86400"
+        );
         assert_eq!(handled.record.outcome, "master");
-        assert_eq!(store.list("_variants/").await.unwrap(), Vec::<String>::new());
+        assert_eq!(
+            store.list("_variants/").await.unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]
@@ -546,7 +589,11 @@ mod tests {
         assert_eq!(response.body, None);
         assert_eq!(handled.record.status, 302);
         assert_eq!(handled.record.outcome, "built");
-        assert!(store.head(&key_from_uri(&path).unwrap()).await.unwrap().is_some());
+        assert!(store
+            .head(&key_from_uri(&path).unwrap())
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]
