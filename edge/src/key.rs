@@ -103,7 +103,7 @@ impl MasterKey {
 /// A variant key of the current transform version taken apart again: the master it was
 /// made from and the query its name holds (`,` back to `&`). Only the split; whether the
 /// query is canonical and the extension its output's is the service's to say
-/// ([`crate::service::variant_request`]).
+/// (`service::variant_request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariantName {
     pub master: MasterKey,
