@@ -93,20 +93,18 @@ ensure_cargo_lambda() {
         imgedge_tools
     fi
 }
+# x86_64 with cargo-lambda: the binary $1 with the feature $2, as $build_dir/$1/bootstrap.
+lambda_build() {
+    bin="$build_dir/$1/bootstrap"
+    [[ "$skip_build" == false ]] || return 0
+    ensure_cargo_lambda
+    (cd "$ROOT" && env "${lean[@]}" cargo lambda build --release --bin "$1" --no-default-features --features "$2" \
+        --target "$TARGET" --lambda-dir "$build_dir")
+}
 if [[ "$mode" == edge ]]; then
-    bin="$build_dir/bootstrap/bootstrap"
-    if [[ "$skip_build" == false ]]; then
-        ensure_cargo_lambda
-        (cd "$ROOT" && env "${lean[@]}" cargo lambda build --release --bin bootstrap --no-default-features --features lambda \
-            --target "$TARGET" --lambda-dir "$build_dir")
-    fi
+    lambda_build bootstrap lambda
 elif [[ "$arch" == x86_64 ]]; then
-    bin="$build_dir/regional/bootstrap"
-    if [[ "$skip_build" == false ]]; then
-        ensure_cargo_lambda
-        (cd "$ROOT" && env "${lean[@]}" cargo lambda build --release --bin regional --no-default-features --features regional \
-            --target "$TARGET" --lambda-dir "$build_dir")
-    fi
+    lambda_build regional regional
 else
     # rustup cannot add targets here; Debian's rustc-web has an arm64 standard library
     # (libstd-rust-web-dev:arm64) and a cross linker (scripts/tools.sh imgedge_arm64).

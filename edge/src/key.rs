@@ -62,11 +62,7 @@ impl MasterKey {
     /// → 400 `invalid_key`; then the reserved `_variants/` prefix → 404 `not_found`; then
     /// the master extension → 400 `invalid_key`.
     pub fn from_uri(uri: &str) -> Result<MasterKey> {
-        let Some(encoded) = uri.strip_prefix('/') else {
-            return Err(Error::invalid_key("the path must start with '/'"));
-        };
-        let key = decode_path(encoded)?;
-        check_shape(&key)?;
+        let key = safe_key(uri)?;
         if key.starts_with(VARIANTS_PREFIX) {
             // Variants are reachable only through a query on their master.
             return Err(Error::not_found("not found"));
@@ -117,11 +113,7 @@ impl VariantName {
     /// version is a 404 `not_found` (nothing else could be there); a path that is no valid key
     /// at all is a 400 `invalid_key`, as for a master.
     pub fn from_uri(uri: &str) -> Result<VariantName> {
-        let Some(encoded) = uri.strip_prefix('/') else {
-            return Err(Error::invalid_key("the path must start with '/'"));
-        };
-        let key = decode_path(encoded)?;
-        check_shape(&key)?;
+        let key = safe_key(uri)?;
         let not_a_variant = || Error::not_found("no such variant");
         let current = format!("{VARIANTS_PREFIX}v{TRANSFORM_VERSION}/");
         let rest = key.strip_prefix(&current).ok_or_else(not_a_variant)?;
@@ -172,6 +164,17 @@ fn master_format(key: &str) -> Option<Format> {
     let file = key.rsplit('/').next()?;
     let (_, ext) = file.rsplit_once('.')?;
     Format::from_master_extension(ext)
+}
+
+/// The object key a URI path names, percent-decoded and checked against the safety rules
+/// (leading `/`, UTF-8, no empty/`.`/`..` segments, control characters, backslash, length).
+fn safe_key(uri: &str) -> Result<String> {
+    let Some(encoded) = uri.strip_prefix('/') else {
+        return Err(Error::invalid_key("the path must start with '/'"));
+    };
+    let key = decode_path(encoded)?;
+    check_shape(&key)?;
+    Ok(key)
 }
 
 /// Percent-decode a path. Malformed escapes (`%zz`, a lone `%`) are rejected rather than
