@@ -9,10 +9,12 @@ case "${BASH_VERSION-}" in
     ;;
 esac
 
-# Deploy imgedge to AWS: S3 bucket + CloudFront (OAC) + CloudFront Functions + Lambda@Edge,
-# all from infra/template.yaml in us-east-1. See docs/deploy.md.
+# Deploy imgedge to AWS: S3 bucket + CloudFront (OAC) + CloudFront Functions + the function that
+# builds variants (Lambda@Edge, or in regional mode a Lambda behind a Function URL), all from
+# infra/template.yaml in us-east-1. See docs/deploy.md.
 #
-#   infra/deploy.sh [--dry-run] deploy [--policy FILE] [--signing-keys FILE|none] [--alarm-topic ARN]
+#   infra/deploy.sh [--dry-run] deploy [--mode edge|regional] [--arch arm64|x86_64] [--policy FILE]
+#                                      [--signing-keys FILE|none] [--alarm-topic ARN]
 #                                                  build the function zip, upload it, deploy the stack
 #   infra/deploy.sh [--dry-run] signing-keys FILE|none
 #                                                  only set the signing keys (rotation; no redeploy)
@@ -20,8 +22,13 @@ esac
 #   infra/deploy.sh [--dry-run] outputs            print the stack's outputs (URLs, ids)
 #   infra/deploy.sh [--dry-run] [--yes] destroy    delete the stack after listing it and asking
 #                                                  (waits out Lambda@Edge replicas); --yes: don't ask
-#   infra/deploy.sh render [--policy FILE] [FILE]  write the template with the CloudFront Functions inlined
+#   infra/deploy.sh render [--mode M] [--policy FILE] [FILE]
+#                                                  write the template with the CloudFront Functions inlined
 #
+# --mode edge (default): variants are built by an origin-request Lambda@Edge (Node shim around the
+#   Rust bootstrap, x86_64). --mode regional: by an ordinary Lambda (provided.al2023) behind a
+#   Function URL that CloudFront falls back to when the bucket has no such variant; --arch picks its
+#   instruction set (arm64 default). Part of each deploy, like --policy (docs/deploy.md#modes).
 # --policy FILE: a policy.json (allowed widths, formats, …, presets; docs/url-api.md), checked
 #   first, baked into the viewer-request function and put into the Lambda's config.json. Part of
 #   each deploy: without it (or IMGEDGE_POLICY_FILE) the stack is deployed with no policy.
@@ -43,7 +50,8 @@ esac
 #   IMGEDGE_PRICE_CLASS=PriceClass_100 IMGEDGE_MEMORY_MB=1536 IMGEDGE_TIMEOUT_S=30
 #   IMGEDGE_VARIANTS_EXPIRATION_DAYS=90 IMGEDGE_VERSIONING=false
 #   IMGEDGE_DOMAINS=a.example.com,b.example.com  IMGEDGE_CERT_ARN=arn:aws:acm:us-east-1:…
-#   IMGEDGE_MAX_PIXELS, IMGEDGE_MAX_BYTES  limits written into config.json by infra/package.sh
+#   IMGEDGE_MAX_PIXELS, IMGEDGE_MAX_BYTES  limits: config.json (edge) or the function's environment (regional)
+#   IMGEDGE_MODE=edge IMGEDGE_ARCH=arm64  the --mode and --arch when the options are not given
 #   IMGEDGE_POLICY_FILE                the --policy file when the option is not given
 #   IMGEDGE_ALARM_TOPIC                the --alarm-topic ARN when the option is not given
 #   IMGEDGE_ZIP                        use this prebuilt zip instead of running infra/package.sh
@@ -57,6 +65,8 @@ REQUIRED_REGION=us-east-1
 
 DRY_RUN=0
 ASSUME_YES=0
+MODE="${IMGEDGE_MODE:-edge}"
+ARCH="${IMGEDGE_ARCH:-arm64}"
 POLICY_FILE="${IMGEDGE_POLICY_FILE:-}"
 ALARM_TOPIC="${IMGEDGE_ALARM_TOPIC:-}"
 # The template's AllowedPattern for AlarmTopicArn: a standard SNS topic in the alarms' Region.
@@ -154,7 +164,7 @@ build_functions() {
   [[ -d "$ROOT/infra/cloudfront-function/node_modules/terser" ]] ||
     (cd "$ROOT/infra/cloudfront-function" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
     die "npm ci in infra/cloudfront-function failed"
-  node "$ROOT/infra/cloudfront-function/build.mjs" --out "$dir" "${policy_args[@]}" >&2 ||
+  node "$ROOT/infra/cloudfront-function/build.mjs" --mode "$MODE" --out "$dir" "${policy_args[@]}" >&2 ||
     die "the CloudFront Functions did not build${POLICY_FILE:+ (policy $POLICY_FILE)}"
 }
 
@@ -298,7 +308,23 @@ build_zip() {
   if [[ -n "${IMGEDGE_ZIP:-}" ]]; then
     [[ -f "$IMGEDGE_ZIP" ]] || die "IMGEDGE_ZIP=$IMGEDGE_ZIP does not exist"
     ZIP="$IMGEDGE_ZIP"
-    say "using the prebuilt function zip $ZIP (IMGEDGE_ZIP); its config.json must name bucket $BUCKET${POLICY_FILE:+ and hold the policy of $POLICY_FILE}"
+    if [[ "$MODE" == regional ]]; then
+      say "using the prebuilt function zip $ZIP (IMGEDGE_ZIP); it must hold the regional bootstrap for $ARCH"
+    else
+      say "using the prebuilt function zip $ZIP (IMGEDGE_ZIP); its config.json must name bucket $BUCKET${POLICY_FILE:+ and hold the policy of $POLICY_FILE}"
+    fi
+    return
+  fi
+  if [[ "$MODE" == regional ]]; then
+    # The regional zip is code only (bootstrap): its settings are the function's environment.
+    ZIP="$DIST/regional-function.zip"
+    local regional_args=("IMGEDGE_MODE=regional" "IMGEDGE_ARCH=$ARCH" "IMGEDGE_ZIP=$ZIP")
+    if ((DRY_RUN)); then
+      show env "${regional_args[@]}" "$ROOT/infra/package.sh"
+      return
+    fi
+    env "${regional_args[@]}" "$ROOT/infra/package.sh"
+    [[ -f "$ZIP" ]] || die "infra/package.sh did not produce $ZIP"
     return
   fi
   ZIP="$DIST/edge-function.zip"
@@ -365,8 +391,8 @@ upload_zip() {
   local sha
   if [[ -f "$ZIP" ]]; then sha=$(sha256_of "$ZIP"); else sha="SHA256"; fi
   # Named by content: the same code is uploaded once, new code gets a new key, which
-  # makes CloudFormation publish a new Lambda version.
-  ARTIFACT_KEY="edge-function/$sha.zip"
+  # makes CloudFormation publish a new Lambda version (or update the regional function).
+  ARTIFACT_KEY="$MODE-function/$sha.zip"
   local owner=(--expected-bucket-owner "$ACCOUNT")
   if ((!DRY_RUN)) && aws s3api head-object --bucket "$ARTIFACT_BUCKET" --key "$ARTIFACT_KEY" "${owner[@]}" --region "$REGION" >/dev/null 2>&1; then
     say "s3://$ARTIFACT_BUCKET/$ARTIFACT_KEY is already uploaded"
@@ -397,11 +423,23 @@ print_outputs() {
     --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table
 }
 
+# The policy as the regional function's IMGEDGE_POLICY (compact JSON; empty = none). Lambda@Edge
+# reads its copy from config.json, so in edge mode the parameter stays empty. Lambda's environment
+# holds 4 KB in all; the policy fits, since the viewer-request function that bakes it in must stay
+# under 10 KB (build.mjs refuses it before this), which leaves about 3 KB for it.
+policy_json() {
+  POLICY_JSON=""
+  [[ "$MODE" == regional && -n "$POLICY_FILE" ]] || return 0
+  POLICY_JSON=$(python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1], encoding="utf-8")), separators=(",", ":")))' "$POLICY_FILE") ||
+    die "--policy $POLICY_FILE: not JSON"
+}
+
 cmd_deploy() {
   # The CloudFront Functions first: it checks the policy before anything is called or created.
   mkdir -p "$DIST"
   local rendered="$DIST/template.yaml"
   render_template "$rendered"
+  policy_json
   [[ -n "$POLICY_FILE" ]] || say "no policy (--policy FILE): the URL API's full ranges are allowed"
   preflight
   if [[ -n "$ALARM_TOPIC" ]]; then
@@ -434,7 +472,12 @@ cmd_deploy() {
     "Versioning=${IMGEDGE_VERSIONING:-false}" \
     "AlternateDomainNames=${IMGEDGE_DOMAINS:-}" \
     "AcmCertificateArn=${IMGEDGE_CERT_ARN:-}" \
-    "AlarmTopicArn=$ALARM_TOPIC"; then
+    "AlarmTopicArn=$ALARM_TOPIC" \
+    "Mode=$MODE" \
+    "Architecture=$ARCH" \
+    "MaxPixels=${IMGEDGE_MAX_PIXELS:-50000000}" \
+    "MaxBytes=${IMGEDGE_MAX_BYTES:-33554432}" \
+    "Policy=$POLICY_JSON"; then
     die "the stack deployment failed: see 'aws cloudformation describe-stack-events --stack-name $STACK --region $REGION'; a stack whose first creation failed (ROLLBACK_COMPLETE) must be removed with 'deploy.sh destroy' before deploying again"
   fi
   # After the stack, which creates the store. On a first deploy the bucket is new and empty
@@ -576,7 +619,7 @@ cmd_destroy() {
 }
 
 main() {
-  local args=() policy_given=0 alarm_topic_given=0
+  local args=() policy_given=0 alarm_topic_given=0 mode_given=0
   while (($#)); do
     case "$1" in
       --dry-run) DRY_RUN=1 ;;
@@ -589,6 +632,10 @@ main() {
       --alarm-topic)
         (($# > 1)) || die "--alarm-topic needs an argument: an SNS topic ARN in us-east-1 (docs/operations.md)"
         ALARM_TOPIC=$2 alarm_topic_given=1
+        shift ;;
+      --mode | --arch)
+        (($# > 1)) || die "$1 needs an argument (docs/deploy.md#modes)"
+        if [[ "$1" == --mode ]]; then MODE=$2 mode_given=1; else ARCH=$2 mode_given=1; fi
         shift ;;
       *) args+=("$1") ;;
     esac
@@ -603,6 +650,9 @@ main() {
   [[ -z "$SIGNING_KEYS" || "$cmd" == deploy ]] ||
     die "--signing-keys goes with deploy; to change only the keys: deploy.sh signing-keys FILE|none"
   ((!alarm_topic_given)) || [[ "$cmd" == deploy ]] || die "--alarm-topic goes with deploy, not $cmd"
+  ((!mode_given)) || [[ "$cmd" == deploy || "$cmd" == render ]] || die "--mode and --arch go with deploy (or render), not $cmd"
+  [[ "$MODE" == edge || "$MODE" == regional ]] || die "--mode (or IMGEDGE_MODE) must be edge or regional, got '$MODE' (docs/deploy.md#modes)"
+  [[ "$ARCH" == arm64 || "$ARCH" == x86_64 ]] || die "--arch (or IMGEDGE_ARCH) must be arm64 or x86_64, got '$ARCH'"
   # Inputs are checked before anything is built, called or created.
   if [[ -n "$POLICY_FILE" && ("$cmd" == deploy || "$cmd" == render) ]]; then
     local given="--policy $POLICY_FILE"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every offline check of infra/ (DESIGN.md §7), quick enough for each test run:
-#   cfn-lint (0 errors, 0 warnings) on the template and on the template as deploy.sh renders it,
-#   policy rules (infra/policy) incl. their tests on deliberately broken copies,
+# Every offline check of infra/ (DESIGN.md §7), quick enough for each test run, for both modes
+# of the template (edge: Lambda@Edge; regional: a Lambda behind a Function URL):
+#   cfn-lint (0 errors, 0 warnings) on the template and on the template as deploy.sh renders it
+#   in each mode, policy rules (infra/policy) in each mode incl. their tests on broken copies,
 #   ShellCheck on every shell script of the repository,
 #   the CloudFront Functions' package step and node tests (shared fixtures),
 #   deploy.sh --dry-run call sequences and error messages, package.sh's config.json,
@@ -68,6 +69,7 @@ run_shellcheck() {
 }
 
 RENDERED="$WORK/template.rendered.yaml"
+RENDERED_REGIONAL="$WORK/template.regional.yaml"
 # The package step's minifier (terser, pinned in package-lock.json), for build.mjs and its tests.
 function_deps() {
   [[ -d "$ROOT/infra/cloudfront-function/node_modules/terser" ]] ||
@@ -75,15 +77,22 @@ function_deps() {
 }
 step "CloudFront Function build deps (npm ci)" function_deps
 step "CloudFront Functions package (build.mjs: minified, < 10 KB each)" node "$ROOT/infra/cloudfront-function/build.mjs" --out "$WORK/cloudfront-function"
+step "CloudFront Functions package, regional mode" node "$ROOT/infra/cloudfront-function/build.mjs" --mode regional --out "$WORK/cloudfront-function-regional"
 # What deploy.sh inlines: the minified builds, not the sources.
-BUILT=(--function "$WORK/cloudfront-function/viewer-request.js" --response-function "$WORK/cloudfront-function/viewer-response.js"
-  --function-source "$ROOT/infra/cloudfront-function/viewer-request.js")
+built() {
+  BUILT=(--function "$WORK/$1/viewer-request.js" --response-function "$WORK/$1/viewer-response.js"
+    --function-source "$ROOT/infra/cloudfront-function/viewer-request.js")
+}
 
-# Rendered as the checks' own build above was made: no policy, whatever the caller's shell has.
-step "render the template (deploy.sh render)" env IMGEDGE_POLICY_FILE= bash "$ROOT/infra/deploy.sh" render "$RENDERED"
-step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED"
-step "policy rules on the template" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" "${BUILT[@]}"
-step "policy rules on the rendered template" python "$ROOT/infra/policy/check_template.py" "$RENDERED" "${BUILT[@]}"
+# Rendered as the checks' own builds above were made: no policy, whatever the caller's shell has.
+step "render the template (deploy.sh render)" env IMGEDGE_POLICY_FILE= IMGEDGE_MODE= bash "$ROOT/infra/deploy.sh" render "$RENDERED"
+step "render the template in regional mode (deploy.sh render --mode regional)" env IMGEDGE_POLICY_FILE= bash "$ROOT/infra/deploy.sh" render --mode regional "$RENDERED_REGIONAL"
+step "cfn-lint: 0 errors, 0 warnings" cfn-lint -- "$ROOT/infra/template.yaml" "$RENDERED" "$RENDERED_REGIONAL"
+built cloudfront-function
+step "policy rules on the template (both modes)" python "$ROOT/infra/policy/check_template.py" "$ROOT/infra/template.yaml" "${BUILT[@]}"
+step "policy rules on the rendered template (edge)" python "$ROOT/infra/policy/check_template.py" "$RENDERED" --mode edge "${BUILT[@]}"
+built cloudfront-function-regional
+step "policy rules on the rendered template (regional)" python "$ROOT/infra/policy/check_template.py" "$RENDERED_REGIONAL" --mode regional "${BUILT[@]}"
 step "policy rule tests (broken copies must fail)" python -m unittest discover -s "$ROOT/infra/policy" -t "$ROOT/infra/policy"
 step "shellcheck" run_shellcheck
 step "CloudFront Function node tests" node --test "$ROOT/infra/cloudfront-function/"

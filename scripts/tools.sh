@@ -10,7 +10,9 @@
 #                    tests/browser/), for the playground's browser test
 #   imgedge_fuzz     cargo-fuzz (pinned, `cargo install --locked` into the cache dir), for
 #                    the coverage-guided fuzz targets of fuzz/ (fuzz/run)
-#   imgedge_setup    all four
+#   imgedge_arm64    Debian's rustc-web with its arm64 standard library, the aarch64 linker
+#                    and qemu-user (apt-get), for the regional function's arm64 build and test
+#   imgedge_setup    the tools, bench, browser and fuzz ones (arm64 is set up by its step)
 
 IMGEDGE_CACHE=${IMGEDGE_CACHE:-$HOME/.cache/imgedge}
 IMGEDGE_VENV=$IMGEDGE_CACHE/venv
@@ -100,6 +102,39 @@ imgedge_fuzz() {
       cargo-fuzz --version "$IMGEDGE_CARGO_FUZZ_VERSION" >&2
   fi
   export PATH="$root/bin:$PATH"
+}
+
+# The regional function for arm64 (Graviton), cross-compiled here: rustup cannot fetch the
+# aarch64 standard library on these machines, Debian can. Debian's rustc-web (bookworm-security)
+# ships its arm64 standard library as libstd-rust-web-dev:arm64; gcc-aarch64-linux-gnu links,
+# and qemu-user runs the result in the tests. apt-get only when something is missing. Sets:
+#   IMGEDGE_ARM64_CARGO  Debian's cargo (the compiler and standard library must match)
+#   IMGEDGE_ARM64_ENV    the environment of that build (compiler, linker, C compiler)
+#   IMGEDGE_QEMU         the command that runs an aarch64 binary of it on this machine
+imgedge_arm64() {
+  local sysroot=/usr/aarch64-linux-gnu
+  if ! [[ -x /usr/bin/rustc && -x /usr/bin/cargo && -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib &&
+    -x /usr/bin/aarch64-linux-gnu-gcc && -x /usr/bin/qemu-aarch64 && -d $sysroot/lib ]]; then
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    echo "==> apt-get install rustc-web and its arm64 standard library, the aarch64 linker, qemu-user" >&2
+    dpkg --print-foreign-architectures | grep -qx arm64 || "${sudo[@]}" dpkg --add-architecture arm64
+    "${sudo[@]}" apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 \
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >&2
+  fi
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  IMGEDGE_ARM64_CARGO=/usr/bin/cargo
+  # shellcheck disable=SC2034
+  IMGEDGE_ARM64_ENV=(
+    RUSTC=/usr/bin/rustc
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+  )
+  IMGEDGE_QEMU="qemu-aarch64 -L $sysroot"
+  export IMGEDGE_QEMU
 }
 
 imgedge_setup() {

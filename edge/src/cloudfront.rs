@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::observe::RequestRecord;
-use crate::service::{BuildStats, Ensured, InlineVariant, Origin, VARIANT_CACHE_CONTROL};
+use crate::service::{BuildStats, Ensured, InlineVariant, Origin};
 use crate::store::StoreTrace;
 
 /// One header as CloudFront writes it: `{"key": "Accept", "value": "image/webp"}`.
@@ -110,9 +110,9 @@ impl CfResponse {
 /// (base64) and the headers the bucket would have sent, so CloudFront needs no fetch.
 pub fn variant_response(variant: &InlineVariant) -> CfResponse {
     let mut headers = Headers::new();
-    header(&mut headers, "Content-Type", &variant.content_type);
-    header(&mut headers, "Cache-Control", VARIANT_CACHE_CONTROL);
-    header(&mut headers, "ETag", &variant.etag);
+    for (name, value) in variant.response_headers() {
+        header(&mut headers, name, value);
+    }
     CfResponse {
         status: "200".to_string(),
         status_description: Some("OK".to_string()),
@@ -209,10 +209,8 @@ fn status_description(status: u16) -> &'static str {
 /// The generated response for an error: status, JSON body, Content-Type, Cache-Control.
 pub fn error_response(error: &Error) -> CfResponse {
     let mut headers = Headers::new();
-    header(&mut headers, "Content-Type", "application/json");
-    header(&mut headers, "Cache-Control", error.cache_control());
-    if error.kind == crate::error::ErrorKind::Busy {
-        header(&mut headers, "Retry-After", "1");
+    for (name, value) in error.response_headers() {
+        header(&mut headers, name, value);
     }
     CfResponse {
         status: error.status().to_string(),
@@ -353,7 +351,7 @@ mod tests {
 
     use super::*;
     use crate::error::ErrorKind;
-    use crate::service::SOURCE_ETAG;
+    use crate::service::{SOURCE_ETAG, VARIANT_CACHE_CONTROL};
     use crate::store::{MemStore, ObjectMeta, PutOptions, Store};
     use crate::transform::Limits;
 

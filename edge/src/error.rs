@@ -174,6 +174,20 @@ impl Error {
         self.kind.cache_control()
     }
 
+    /// The headers of an answer carrying this error, whichever layer sends it (CloudFront's
+    /// generated response, the Function URL's): JSON, how long an edge may cache it, and for
+    /// `busy` when to try again.
+    pub fn response_headers(&self) -> Vec<(&'static str, &'static str)> {
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Cache-Control", self.cache_control()),
+        ];
+        if self.kind == ErrorKind::Busy {
+            headers.push(("Retry-After", "1"));
+        }
+        headers
+    }
+
     /// The public JSON body, compact, one line.
     pub fn to_json(&self) -> String {
         let body = ErrorBody {

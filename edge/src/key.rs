@@ -62,11 +62,7 @@ impl MasterKey {
     /// → 400 `invalid_key`; then the reserved `_variants/` prefix → 404 `not_found`; then
     /// the master extension → 400 `invalid_key`.
     pub fn from_uri(uri: &str) -> Result<MasterKey> {
-        let Some(encoded) = uri.strip_prefix('/') else {
-            return Err(Error::invalid_key("the path must start with '/'"));
-        };
-        let key = decode_path(encoded)?;
-        check_shape(&key)?;
+        let key = safe_key(uri)?;
         if key.starts_with(VARIANTS_PREFIX) {
             // Variants are reachable only through a query on their master.
             return Err(Error::not_found("not found"));
@@ -100,6 +96,50 @@ impl MasterKey {
     }
 }
 
+/// A variant key of the current transform version taken apart again: the master it was
+/// made from and the query its name holds (`,` back to `&`). Only the split; whether the
+/// query is canonical and the extension its output's is the service's to say
+/// (`service::variant_request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantName {
+    pub master: MasterKey,
+    pub query: String,
+    pub extension: String,
+}
+
+impl VariantName {
+    /// Split the URI path of a variant (`/_variants/v<N>/<master key>/<query>.<ext>`,
+    /// percent-encoded as CloudFront sends it). A path that is not a variant of the current
+    /// version is a 404 `not_found` (nothing else could be there); a path that is no valid key
+    /// at all is a 400 `invalid_key`, as for a master.
+    pub fn from_uri(uri: &str) -> Result<VariantName> {
+        let key = safe_key(uri)?;
+        let not_a_variant = || Error::not_found("no such variant");
+        let current = format!("{VARIANTS_PREFIX}v{TRANSFORM_VERSION}/");
+        let rest = key.strip_prefix(&current).ok_or_else(not_a_variant)?;
+        let (master, file) = rest.rsplit_once('/').ok_or_else(not_a_variant)?;
+        let (query, extension) = file.rsplit_once('.').ok_or_else(not_a_variant)?;
+        if master.starts_with(VARIANTS_PREFIX) || master_format(master).is_none() {
+            return Err(not_a_variant());
+        }
+        Ok(VariantName {
+            master: MasterKey(master.to_string()),
+            query: query.replace(',', "&"),
+            extension: extension.to_string(),
+        })
+    }
+
+    /// The object key this name was split from.
+    pub fn key(&self) -> String {
+        format!(
+            "{}{}.{}",
+            variant_prefix(self.master.as_str(), TRANSFORM_VERSION),
+            self.query.replace('&', ","),
+            self.extension
+        )
+    }
+}
+
 impl MasterKey {
     /// `_variants/<version>/<master key>/error.json`: a remembered 415/422 for this
     /// master (no variant key can be this: canonical queries always hold `=`).
@@ -124,6 +164,17 @@ fn master_format(key: &str) -> Option<Format> {
     let file = key.rsplit('/').next()?;
     let (_, ext) = file.rsplit_once('.')?;
     Format::from_master_extension(ext)
+}
+
+/// The object key a URI path names, percent-decoded and checked against the safety rules
+/// (leading `/`, UTF-8, no empty/`.`/`..` segments, control characters, backslash, length).
+fn safe_key(uri: &str) -> Result<String> {
+    let Some(encoded) = uri.strip_prefix('/') else {
+        return Err(Error::invalid_key("the path must start with '/'"));
+    };
+    let key = decode_path(encoded)?;
+    check_shape(&key)?;
+    Ok(key)
 }
 
 /// Percent-decode a path. Malformed escapes (`%zz`, a lone `%`) are rejected rather than
@@ -203,6 +254,48 @@ mod tests {
             "/outputs/a%20b/%C3%BC%2B%2C%3D.png"
         );
         assert_eq!(key_to_uri("a-b_c~d.png"), "/a-b_c~d.png");
+    }
+
+    #[test]
+    fn infra_reads_the_transform_version_from_this_line() {
+        // infra/cloudfront-function/build.mjs bakes the version into the regional
+        // viewer-request function by reading this very declaration: keep its shape.
+        let source = include_str!("key.rs");
+        let line = format!("pub const TRANSFORM_VERSION: u32 = {TRANSFORM_VERSION};");
+        assert_eq!(source.matches(&line).count(), 1, "{line}");
+    }
+
+    #[test]
+    fn variant_names_split_back_into_master_and_query() {
+        let master = MasterKey::from_uri("/outputs/my%20image%20%C3%BC.png").unwrap();
+        let key = master.variant_key("w=512&fmt=webp", Format::Webp);
+        let name = VariantName::from_uri(&key_to_uri(&key)).unwrap();
+        assert_eq!(name.master, master);
+        assert_eq!(name.query, "w=512&fmt=webp");
+        assert_eq!(name.extension, "webp");
+        assert_eq!(name.key(), key);
+        // CloudFront may send `,` and `=` unescaped: the same key.
+        let raw = format!("/{key}").replace(' ', "%20").replace('ü', "%C3%BC");
+        assert_eq!(VariantName::from_uri(&raw).unwrap(), name);
+    }
+
+    #[test]
+    fn only_variants_of_the_current_version_are_variant_names() {
+        let current = format!("{VARIANTS_PREFIX}v{TRANSFORM_VERSION}/");
+        let older = format!("{VARIANTS_PREFIX}v{}/", TRANSFORM_VERSION + 1);
+        for (uri, code) in [
+            (format!("/{older}o/a.png/w=5.png"), "not_found"),
+            (format!("/{current}o/a.png"), "not_found"),
+            (format!("/{current}a.png/w=5"), "not_found"),
+            (format!("/{current}o/a.gif/w=5.png"), "not_found"),
+            (format!("/{current}{current}o/a.png/w=5.png"), "not_found"),
+            ("/outputs/a.png".to_string(), "not_found"),
+            (format!("/{current}o/../a.png/w=5.png"), "invalid_key"),
+            (format!("{current}o/a.png/w=5.png"), "invalid_key"),
+        ] {
+            let e = VariantName::from_uri(&uri).expect_err(&uri);
+            assert_eq!(e.kind.code(), code, "{uri}");
+        }
     }
 
     #[test]

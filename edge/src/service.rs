@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::key::MasterKey;
+use crate::key::{MasterKey, VariantName};
 use crate::policy::Policy;
 use crate::single_flight::KeyedLocks;
 use crate::spec::{self, Format, VariantSpec};
@@ -60,6 +60,26 @@ pub fn resolve(uri: &str, query: &str, accept: Option<&str>) -> Result<Resolved>
     })
 }
 
+/// The viewer request a variant's own path stands for, as its master's URI and canonical
+/// query. In regional mode the viewer-request function rewrites each URL to the key of its
+/// variant so that the bucket answers it; on a miss CloudFront's origin group sends that
+/// same path to the regional function. Only a name this origin gives is one (the current
+/// transform version, a canonical query, its output's extension): any other is a 404, since
+/// no object of the origin's could be there.
+pub fn variant_request(uri: &str) -> Result<(String, String)> {
+    let name = VariantName::from_uri(uri)?;
+    let named = VariantSpec::parse(&name.query, name.master.format(), None)
+        .ok()
+        .filter(|spec| spec.variant_key(&name.master) == name.key());
+    match named {
+        Some(_) => Ok((crate::key::key_to_uri(name.master.as_str()), name.query)),
+        None => Err(Error::not_found(format!(
+            "no variant is named '{}'",
+            name.key()
+        ))),
+    }
+}
+
 /// How a variant request was satisfied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuildStats {
@@ -90,6 +110,18 @@ pub struct InlineVariant {
     pub content_type: String,
     /// The stored object's ETag (what a rewrite to the bucket would have served).
     pub etag: String,
+}
+
+impl InlineVariant {
+    /// The headers the bucket would send with it, for an origin that answers with the bytes
+    /// itself (CloudFront's generated response, the regional function).
+    pub fn response_headers(&self) -> [(&'static str, &str); 3] {
+        [
+            ("Content-Type", &self.content_type),
+            ("Cache-Control", VARIANT_CACHE_CONTROL),
+            ("ETag", &self.etag),
+        ]
+    }
 }
 
 impl Ensured {

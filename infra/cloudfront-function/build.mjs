@@ -1,12 +1,14 @@
 // Package step of the CloudFront Functions (viewer-request.js, viewer-response.js):
 //
-//   node infra/cloudfront-function/build.mjs [--policy policy.json] [--out DIR]
+//   node infra/cloudfront-function/build.mjs [--policy policy.json] [--mode edge|regional] [--out DIR]
 //   node infra/cloudfront-function/build.mjs --check --policy policy.json
 //
 // 1. checks the policy (same rules as edge/src/policy.rs) and compiles it into the form
 //    the function compares with (dpr in hundredths, fmt jpg = jpeg, bg lowercase);
 //    --check stops here (infra/package.sh uses it before putting the policy in config.json);
-// 2. bakes it into the viewer-request source in place of `var POLICY = null;`;
+// 2. bakes it into the viewer-request source in place of `var POLICY = null;`, and for
+//    --mode regional the variants' prefix in place of `var VARIANTS = null;`, with the
+//    transform version read from the core (edge/src/key.rs: one constant for every part);
 // 3. minifies both functions with terser (pinned in package.json / package-lock.json) —
 //    CloudFront Functions are limited to 10 KB — and loads each once as CloudFront would;
 // 4. writes DIR/viewer-request.js and DIR/viewer-response.js (default: dist/ beside this
@@ -25,6 +27,23 @@ export const SOURCE = path.join(here, 'viewer-request.js');
 export const RESPONSE_SOURCE = path.join(here, 'viewer-response.js');
 export const LIMIT = 10240;
 const PLACEHOLDER = 'var POLICY = null;';
+const VARIANTS_PLACEHOLDER = 'var VARIANTS = null;';
+export const MODES = ['edge', 'regional'];
+// The core's transform version, declared once; a Rust test keeps the line in this shape.
+const KEY_RS = path.join(here, '..', '..', 'edge', 'src', 'key.rs');
+const VERSION_LINE = /^pub const TRANSFORM_VERSION: u32 = ([1-9][0-9]*);$/m;
+
+/** The core's transform version, from edge/src/key.rs. */
+export function transformVersion(keyRs = readFileSync(KEY_RS, 'utf8')) {
+  const m = VERSION_LINE.exec(keyRs);
+  if (!m) throw new Error(`${KEY_RS}: no 'pub const TRANSFORM_VERSION: u32 = N;' line`);
+  return Number(m[1]);
+}
+
+/** The prefix regional mode rewrites URLs under: '_variants/v<N>/'. */
+export function variantsPrefix(version = transformVersion()) {
+  return `_variants/v${version}/`;
+}
 const MAX_SIDE = 8192;
 const MASTERS = ['png', 'jpeg', 'webp'];
 const FIELDS = ['widths', 'heights', 'qualities', 'formats', 'dprs', 'backgrounds', 'presets'];
@@ -141,13 +160,21 @@ export function compilePolicy(policy, source = readFileSync(SOURCE, 'utf8')) {
   return compiled;
 }
 
-/** The source with the compiled policy in place of the placeholder. */
-export function bake(source, compiled) {
-  const at = source.indexOf(PLACEHOLDER);
-  if (at < 0 || source.indexOf(PLACEHOLDER, at + 1) >= 0) {
-    throw new Error(`viewer-request.js must hold '${PLACEHOLDER}' exactly once`);
+function replaceOnce(source, placeholder, line) {
+  const at = source.indexOf(placeholder);
+  if (at < 0 || source.indexOf(placeholder, at + 1) >= 0) {
+    throw new Error(`viewer-request.js must hold '${placeholder}' exactly once`);
   }
-  return source.slice(0, at) + `var POLICY = ${JSON.stringify(compiled)};` + source.slice(at + PLACEHOLDER.length);
+  return source.slice(0, at) + line + source.slice(at + placeholder.length);
+}
+
+/** The source with the compiled policy in place of its placeholder, and in regional mode
+ * the variants' prefix in place of its own. */
+export function bake(source, compiled, mode = 'edge') {
+  if (!MODES.includes(mode)) throw new Error(`unknown mode '${mode}'; allowed: ${MODES.join(', ')}`);
+  const variants = mode === 'regional' ? JSON.stringify(variantsPrefix()) : 'null';
+  const baked = replaceOnce(source, PLACEHOLDER, `var POLICY = ${JSON.stringify(compiled)};`);
+  return replaceOnce(baked, VARIANTS_PLACEHOLDER, `var VARIANTS = ${variants};`);
 }
 
 /** Minify with terser; `handler` keeps its name (CloudFront calls it), the rest is mangled. */
@@ -163,10 +190,11 @@ export async function minify(code) {
   return out.code;
 }
 
-/** The deployable function for a policy (parsed JSON or null): baked, minified, loadable. */
-export async function build(policy = null, source = readFileSync(SOURCE, 'utf8')) {
+/** The deployable function for a policy (parsed JSON or null) and a mode: baked, minified,
+ * loadable. */
+export async function build(policy = null, source = readFileSync(SOURCE, 'utf8'), mode = 'edge') {
   const compiled = policy === null ? null : compilePolicy(policy, source);
-  const code = await minify(bake(source, compiled));
+  const code = await minify(bake(source, compiled, mode));
   loadFunction(code, 'viewer-request.min.js');
   return code;
 }
@@ -182,12 +210,14 @@ async function main(argv) {
   let policyFile = null;
   let out = path.join(here, 'dist');
   let checkOnly = false;
+  let mode = 'edge';
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--policy') policyFile = argv[++i];
+    else if (argv[i] === '--mode') mode = argv[++i];
     else if (argv[i] === '--out') out = argv[++i];
     else if (argv[i] === '--check') checkOnly = true;
     else if (argv[i] === '-h' || argv[i] === '--help') {
-      console.log('usage: node build.mjs [--policy policy.json] [--out DIR] | --check --policy policy.json');
+      console.log('usage: node build.mjs [--policy policy.json] [--mode edge|regional] [--out DIR] | --check --policy policy.json');
       return 0;
     } else {
       console.error(`build.mjs: unknown argument ${argv[i]}`);
@@ -196,6 +226,10 @@ async function main(argv) {
   }
   if (!out || policyFile === undefined || (checkOnly && !policyFile)) {
     console.error('build.mjs: --out needs a directory, --policy a file (and --check needs --policy)');
+    return 2;
+  }
+  if (!MODES.includes(mode)) {
+    console.error(`build.mjs: --mode must be one of ${MODES.join(', ')}, got ${mode}`);
     return 2;
   }
   let policy = null;
@@ -214,7 +248,7 @@ async function main(argv) {
       console.log(`${policyFile}: a valid policy`);
       return 0;
     }
-    codes = { 'viewer-request.js': await build(policy), 'viewer-response.js': await buildResponse() };
+    codes = { 'viewer-request.js': await build(policy, undefined, mode), 'viewer-response.js': await buildResponse() };
   } catch (e) {
     if (!(e instanceof PolicyError)) throw e;
     console.error(`build.mjs: ${policyFile}: ${e.message}`);
@@ -231,7 +265,7 @@ async function main(argv) {
   for (const [name, code] of Object.entries(codes)) {
     const file = path.join(out, name);
     writeFileSync(file, code);
-    const policyNote = name === 'viewer-request.js' && policyFile ? `, policy ${policyFile}` : '';
+    const policyNote = name !== 'viewer-request.js' ? '' : `, ${mode} mode${policyFile ? `, policy ${policyFile}` : ''}`;
     console.log(`${file}: ${Buffer.byteLength(code)} bytes (limit ${LIMIT})${policyNote}`);
   }
   return 0;

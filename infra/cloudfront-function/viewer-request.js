@@ -1,14 +1,22 @@
 // imgedge viewer-request (cloudfront-js-2.0): mirrors edge/src/key.rs, sign.rs, policy.rs and
 // spec.rs. Order: key (400) -> signature (403) -> preset -> query (400) -> policy (400). Then
 // the canonical query, fmt=auto from Accept, and the path's percent-encoding normalised, so
-// equivalent URLs share one cache entry; bad URLs get the origin's JSON errors here. Deployed
-// minified by build.mjs (the 10 KB limit), which also bakes the policy in; tested on
-// tests/fixtures/{spec,signature,policy}-cases.json.
+// equivalent URLs share one cache entry; bad URLs get the origin's JSON errors here. In
+// regional mode the URL then becomes its variant's key, which the bucket answers directly.
+// Deployed minified by build.mjs (the 10 KB limit), which also bakes the policy and the mode
+// in; tested on tests/fixtures/{spec,signature,policy}-cases.json.
 import crypto from 'crypto';
 import cf from 'cloudfront';
 
 // build.mjs --policy FILE replaces this line with the checked, compiled policy.
 var POLICY = null;
+// build.mjs --mode regional replaces this line with the variants' prefix of the core's
+// transform version ('_variants/v<N>/', read from edge/src/key.rs); null = edge mode.
+var VARIANTS = null;
+// Regional mode: the URL as the viewer sent it, for the regional function to send a viewer
+// back to once a variant too large for its answer is stored; only ever set here.
+var VIEWER_URL = 'x-imgedge-viewer-url';
+var EXTENSIONS = { png: 'png', jpeg: 'jpg', webp: 'webp' };
 // KeyValueStore key of the signing secrets (a keys file's text); absent = signing off.
 var KEYS_NAME = 'signing-keys';
 // Request header for viewer-response.js: set when fmt=auto chose the format (the response
@@ -345,10 +353,12 @@ async function handler(event) {
   var request = event.request;
   var headers = request.headers || (request.headers = {});
   delete headers[AUTO_MARK];
+  delete headers[VIEWER_URL];
   var master = masterFormat(request.uri);
   if (master instanceof Fail) return reply(master);
   try {
     var list = pairs(request.querystring || {});
+    var sent = VARIANTS ? request.uri + '?' + list.map(function (p) { return p[0] + '=' + p[1]; }).join('&') : '';
     // A plain master request (no query) needs no signature and no KVS read. Verified on
     // request.uri as sent: nothing may rewrite the path or query before this line.
     if (list.length) list = await unsigned(request.uri, list);
@@ -363,5 +373,14 @@ async function handler(event) {
   }
   // Only now, after the signature was checked on the path as sent.
   request.uri = normalPath(request.uri);
+  if (VARIANTS && request.querystring) {
+    // The variant's key, named as edge/src/key.rs names it: the bucket answers a variant
+    // made before; on a miss the origin group sends this same path to the regional function.
+    var fmt = /(?:^|&)fmt=([a-z]+)/.exec(request.querystring);
+    var ext = EXTENSIONS[fmt ? fmt[1] : master];
+    headers[VIEWER_URL] = { value: sent };
+    request.uri = '/' + VARIANTS + request.uri.slice(1) + '/' + request.querystring.replace(/&/g, ',') + '.' + ext;
+    request.querystring = '';
+  }
   return request;
 }

@@ -2,8 +2,14 @@
 """Policy rules for infra/template.yaml (DESIGN.md §7, issue 6; alarms and dashboard: issue 16,
 docs/operations.md), in the spirit of cfn-guard.
 
-Usage: check_template.py TEMPLATE [--function BUILT_JS] [--response-function BUILT_JS]
-                         [--function-source SOURCE_JS]
+Usage: check_template.py TEMPLATE [--mode edge|regional] [--function BUILT_JS]
+                         [--response-function BUILT_JS] [--function-source SOURCE_JS]
+
+The template has two modes (parameter Mode: edge, regional; docs/deploy.md#modes). Each rule
+runs on the template as CloudFormation sees it in a mode: resources and outputs of the other
+mode dropped, Fn::If on a mode's condition resolved. Without --mode every mode is checked (the
+template with placeholders); a rendered template is checked in the mode it was rendered for,
+since its inlined viewer-request function is that mode's build.
 
 --function and --response-function are what deploy.sh inlines (build.mjs's minified
 viewer-request.js and viewer-response.js), each compared byte for byte with the FunctionCode of
@@ -64,6 +70,21 @@ EMF_DIMENSIONS = {
 }
 
 
+# The template's parameter choosing where variants are built, and its values.
+MODE_PARAM = "Mode"
+MODES = ("edge", "regional")
+# The header the regional viewer-request function sets and the origin request policy forwards.
+VIEWER_URL_HEADER = "x-imgedge-viewer-url"
+# Statuses of the bucket on which the origin group asks the regional function.
+FAILOVER_STATUSES = {403, 404}
+# The regional mode's alarms, by the AWS/Lambda metrics of the regional function each watches.
+REGIONAL_ALARMS = {
+    "CloudFront 5xx error rate": {"5xxErrorRate"},
+    "regional function errors": {"Errors"},
+    "regional function throttles": {"Throttles"},
+}
+
+
 class CfnLoader(yaml.SafeLoader):
     """SafeLoader plus CloudFormation's `!Tag` short forms."""
 
@@ -87,6 +108,59 @@ CfnLoader.add_multi_constructor("!", _cfn_tag)
 def load(path: str | Path) -> dict:
     with open(path, encoding="utf-8") as f:
         return yaml.load(f, Loader=CfnLoader)
+
+
+def mode_conditions(t: dict) -> dict:
+    """{condition name: mode} for the conditions Equals(Ref Mode, <mode>)."""
+    out = {}
+    for name, c in (t.get("Conditions") or {}).items():
+        args = c.get("Fn::Equals") if isinstance(c, dict) else None
+        if isinstance(args, list) and len(args) == 2:
+            for a, b in (args, args[::-1]):
+                if a == {"Ref": MODE_PARAM} and b in MODES:
+                    out[name] = b
+    return out
+
+
+_DROP = object()
+
+
+def for_mode(t: dict, mode: str) -> dict:
+    """The template as CloudFormation sees it with Mode = mode: resources and outputs whose
+    condition is another mode's dropped; Fn::If on a mode condition replaced by its branch (an
+    AWS::NoValue branch removes the key or list item). Other conditions stay as they are."""
+    conds = mode_conditions(t)
+
+    def resolve(node):
+        if isinstance(node, dict):
+            branch = node.get("Fn::If")
+            if len(node) == 1 and isinstance(branch, list) and len(branch) == 3 and branch[0] in conds:
+                chosen = branch[1] if conds[branch[0]] == mode else branch[2]
+                return _DROP if chosen == {"Ref": "AWS::NoValue"} else resolve(chosen)
+            return {k: r for k, r in ((k, resolve(v)) for k, v in node.items()) if r is not _DROP}
+        if isinstance(node, list):
+            return [r for r in (resolve(v) for v in node) if r is not _DROP]
+        return node
+
+    out = resolve(t)
+    for section in ("Resources", "Outputs"):
+        out[section] = {
+            k: v
+            for k, v in (out.get(section) or {}).items()
+            if v.get("Condition") not in conds or conds[v["Condition"]] == mode
+        }
+    out["_mode"] = mode
+    return out
+
+
+def mode_of(t: dict) -> str:
+    return t.get("_mode", "edge")
+
+
+def template_modes(t: dict) -> list:
+    """The modes a template can be deployed in (edge only when it has no Mode parameter)."""
+    param = (t.get("Parameters") or {}).get(MODE_PARAM)
+    return [m for m in MODES if m in (param or {}).get("AllowedValues", [])] or ["edge"]
 
 
 def resources(t: dict, kind: str) -> dict:
@@ -194,30 +268,50 @@ def rule_bucket_hygiene(t):
     return out
 
 
+def function_url_of(domain) -> str | None:
+    """The AWS::Lambda::Url a custom origin's DomainName takes the host of, if it is one:
+    Select(2, Split("/", GetAtt(<url>, FunctionUrl)))."""
+    if not isinstance(domain, dict) or list(domain) != ["Fn::Select"]:
+        return None
+    index, value = (domain["Fn::Select"] + [None, None])[:2]
+    split = value.get("Fn::Split") if isinstance(value, dict) else None
+    if index not in (2, "2") or not isinstance(split, list) or split[0] != "/":
+        return None
+    att = split[1].get("Fn::GetAtt") if isinstance(split[1], dict) else None
+    return att[0] if isinstance(att, list) and att[1:] == ["FunctionUrl"] else None
+
+
 def rule_origin_uses_oac(t):
-    """Every S3 origin is reached through an always-signing SigV4 OAC, never an OAI."""
+    """Every origin is signed by an always-signing SigV4 OAC of its kind: the template's bucket
+    (an s3 OAC, never an OAI), or in regional mode the regional function's URL (a lambda OAC)."""
     out = []
     oacs = resources(t, "AWS::CloudFront::OriginAccessControl")
+    kinds = {}
     for oac_name, oac in oacs.items():
         cfg = props(oac).get("OriginAccessControlConfig", {})
-        if (cfg.get("SigningBehavior"), cfg.get("SigningProtocol"), cfg.get("OriginAccessControlOriginType")) != (
-            "always",
-            "sigv4",
-            "s3",
-        ):
-            out.append(f"{oac_name}: OAC must be s3 / sigv4 / always sign")
+        kinds[oac_name] = cfg.get("OriginAccessControlOriginType")
+        if (cfg.get("SigningBehavior"), cfg.get("SigningProtocol")) != ("always", "sigv4") or kinds[oac_name] not in ("s3", "lambda"):
+            out.append(f"{oac_name}: OAC must be s3 or lambda / sigv4 / always sign")
     if not distributions(t):
         out.append("no CloudFront distribution in the template")
+    urls = resources(t, "AWS::Lambda::Url")
     for dname, d in distributions(t).items():
         origins = props(d).get("DistributionConfig", {}).get("Origins", [])
         if not origins:
             out.append(f"{dname}: no origins")
         for o in origins:
             label = f"{dname} origin {o.get('Id')}"
-            if not any(refers_to(o.get("DomainName"), b) for b in image_bucket_ids(t)):
+            custom = "CustomOriginConfig" in o
+            kind = "lambda" if custom else "s3"
+            if custom:
+                if mode_of(t) != "regional" or function_url_of(o.get("DomainName")) not in urls:
+                    out.append(f"{label}: a custom origin that is not the regional function's URL")
+                if o["CustomOriginConfig"].get("OriginProtocolPolicy") != "https-only":
+                    out.append(f"{label}: the function URL must be reached over HTTPS only")
+            elif not any(refers_to(o.get("DomainName"), b) for b in image_bucket_ids(t)):
                 out.append(f"{label}: origin is not the template's bucket")
-            if not any(refers_to(o.get("OriginAccessControlId"), n) for n in oacs):
-                out.append(f"{label}: OriginAccessControlId does not name the template's OAC")
+            if not any(refers_to(o.get("OriginAccessControlId"), n) and kinds[n] == kind for n in oacs):
+                out.append(f"{label}: OriginAccessControlId does not name the template's {kind} OAC")
             if o.get("S3OriginConfig", {}).get("OriginAccessIdentity", "") != "":
                 out.append(f"{label}: uses a legacy origin access identity")
     return out
@@ -343,7 +437,8 @@ def function_events(t: dict) -> dict:
 
 
 def rule_edge_functions(t):
-    """viewer-request and viewer-response CloudFront Functions + origin-request Lambda@Edge by numbered version."""
+    """viewer-request and viewer-response CloudFront Functions; then edge mode: origin-request
+    Lambda@Edge by numbered version; regional mode: the origin group to the regional function."""
     out = []
     functions = resources(t, "AWS::CloudFront::Function")
     versions = resources(t, "AWS::Lambda::Version")
@@ -351,6 +446,13 @@ def rule_edge_functions(t):
     for name, f in functions.items():
         if props(f).get("FunctionConfig", {}).get("Runtime") != "cloudfront-js-2.0":
             out.append(f"{name}: runtime is not cloudfront-js-2.0")
+    for dname, d in distributions(t).items():
+        fa = behaviors(d)[0].get("FunctionAssociations", [])
+        for event, why in (("viewer-request", "signature, policy, canonical query"), ("viewer-response", "Vary: Accept for fmt=auto")):
+            if not any(a.get("EventType") == event and any(refers_to(a.get("FunctionARN"), n) for n in functions) for a in fa):
+                out.append(f"{dname}: no {event} association of a template's CloudFront Function ({why})")
+    if mode_of(t) == "regional":
+        return out + regional_function_faults(t)
     for name, f in lambdas.items():
         p = props(f)
         if not str(p.get("Runtime", "")).startswith("nodejs"):
@@ -361,10 +463,6 @@ def rule_edge_functions(t):
             out.append(f"{name}: Lambda@Edge cannot have environment variables")
     for dname, d in distributions(t).items():
         b = behaviors(d)[0]
-        fa = b.get("FunctionAssociations", [])
-        for event, why in (("viewer-request", "signature, policy, canonical query"), ("viewer-response", "Vary: Accept for fmt=auto")):
-            if not any(a.get("EventType") == event and any(refers_to(a.get("FunctionARN"), n) for n in functions) for a in fa):
-                out.append(f"{dname}: no {event} association of a template's CloudFront Function ({why})")
         la = b.get("LambdaFunctionAssociations", [])
         good = [
             a
@@ -378,8 +476,78 @@ def rule_edge_functions(t):
     return out
 
 
+def regional_function_faults(t) -> list:
+    """Regional mode: an ordinary Lambda (provided.al2023, the Rust bootstrap) behind an IAM Function
+    URL that only this distribution may call, reached by an origin group that asks the bucket
+    first and the function on the bucket's 403/404; the viewer's URL forwarded, nothing else."""
+    out = []
+    lambdas = resources(t, "AWS::Lambda::Function")
+    urls = resources(t, "AWS::Lambda::Url")
+    permissions = resources(t, "AWS::Lambda::Permission")
+    dists = list(distributions(t))
+    if not lambdas:
+        out.append("regional mode without a regional function")
+    for name, f in lambdas.items():
+        p = props(f)
+        if (p.get("Runtime"), p.get("Handler")) != ("provided.al2023", "bootstrap"):
+            out.append(f"{name}: the regional function is the Rust bootstrap on provided.al2023, got {p.get('Runtime')} / {p.get('Handler')}")
+        if p.get("Architectures") not in ([{"Ref": "Architecture"}], ["arm64"], ["x86_64"]):
+            out.append(f"{name}: Architectures is {p.get('Architectures')}, want the Architecture parameter")
+        if not any(refers_to(props(u).get("TargetFunctionArn"), name) and props(u).get("AuthType") == "AWS_IAM" for u in urls.values()):
+            out.append(f"{name}: no Function URL with AuthType AWS_IAM (NONE would let anyone call it past CloudFront)")
+        granted = {}
+        for pname, perm in permissions.items():
+            q = props(perm)
+            if not refers_to(q.get("FunctionName"), name):
+                continue
+            if q.get("Principal") != "cloudfront.amazonaws.com" or not any(refers_to(q.get("SourceArn"), dn) for dn in dists):
+                out.append(f"{pname}: a permission for someone else than this distribution's CloudFront")
+                continue
+            granted[q.get("Action")] = q
+        url_grant = granted.get("lambda:InvokeFunctionUrl")
+        if url_grant is None or url_grant.get("FunctionUrlAuthType") != "AWS_IAM":
+            out.append(f"{name}: CloudFront is not granted lambda:InvokeFunctionUrl (FunctionUrlAuthType AWS_IAM) for this distribution")
+        invoke_grant = granted.get("lambda:InvokeFunction")
+        if invoke_grant is None or invoke_grant.get("InvokedViaFunctionUrl") is not True:
+            out.append(f"{name}: CloudFront is not granted lambda:InvokeFunction through the URL (InvokedViaFunctionUrl) for this distribution")
+        extra = set(granted) - {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+        if extra:
+            out.append(f"{name}: CloudFront is granted {sorted(extra)}")
+    policies = resources(t, "AWS::CloudFront::OriginRequestPolicy")
+    for dname, d in distributions(t).items():
+        cfg = props(d).get("DistributionConfig", {})
+        b = behaviors(d)[0]
+        if b.get("LambdaFunctionAssociations"):
+            out.append(f"{dname}: regional mode has no Lambda@Edge association")
+        origins = {o.get("Id"): o for o in cfg.get("Origins", [])}
+        groups = {g.get("Id"): g for g in (cfg.get("OriginGroups") or {}).get("Items", [])}
+        group = groups.get(b.get("TargetOriginId"))
+        if group is None:
+            out.append(f"{dname}: the cache behavior does not target an origin group")
+            continue
+        members = [m.get("OriginId") for m in (group.get("Members") or {}).get("Items", [])]
+        kinds = ["s3" if "S3OriginConfig" in origins.get(m, {}) else "function" if "CustomOriginConfig" in origins.get(m, {}) else None for m in members]
+        if kinds != ["s3", "function"]:
+            out.append(f"{dname}: origin group {group.get('Id')} must try the bucket first, then the function URL; has {members}")
+        codes = set((group.get("FailoverCriteria") or {}).get("StatusCodes", {}).get("Items", []))
+        if codes != FAILOVER_STATUSES:
+            out.append(f"{dname}: origin group fails over on {sorted(codes)}, want {sorted(FAILOVER_STATUSES)} (the bucket's missing key)")
+        chosen = [n for n in policies if refers_to(b.get("OriginRequestPolicyId"), n)]
+        if not chosen:
+            out.append(f"{dname}: no origin request policy forwarding {VIEWER_URL_HEADER}")
+        for n in chosen:
+            c = props(policies[n]).get("OriginRequestPolicyConfig", {})
+            headers = c.get("HeadersConfig", {})
+            if (headers.get("HeaderBehavior"), [h.lower() for h in headers.get("Headers", [])]) != ("whitelist", [VIEWER_URL_HEADER]):
+                out.append(f"{n}: must forward exactly the header {VIEWER_URL_HEADER}")
+            if c.get("CookiesConfig", {}).get("CookieBehavior") != "none" or c.get("QueryStringsConfig", {}).get("QueryStringBehavior") != "none":
+                out.append(f"{n}: forwards cookies or query strings")
+    return out
+
+
 def rule_edge_role_least_privilege(t):
-    """Edge role: trusted by lambda + edgelambda; writes only _variants/*; no other services."""
+    """The function's role: trusted by lambda (+ edgelambda in edge mode); writes only
+    _variants/*; no other services."""
     out = []
     allowed = {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
     roles = resources(t, "AWS::IAM::Role")
@@ -388,8 +556,9 @@ def rule_edge_role_least_privilege(t):
         trusted = set()
         for s in statements(p.get("AssumeRolePolicyDocument", {})):
             trusted |= set(as_list((s.get("Principal") or {}).get("Service", [])))
-        if trusted != {"lambda.amazonaws.com", "edgelambda.amazonaws.com"}:
-            out.append(f"{name}: trusted by {sorted(trusted)}, want lambda and edgelambda")
+        want = {"lambda.amazonaws.com", "edgelambda.amazonaws.com"} if mode_of(t) == "edge" else {"lambda.amazonaws.com"}
+        if trusted != want:
+            out.append(f"{name}: trusted by {sorted(trusted)}, want {sorted(want)}")
         if p.get("ManagedPolicyArns"):
             out.append(f"{name}: managed policies are broader than needed")
         for pol in p.get("Policies", []) or []:
@@ -458,6 +627,8 @@ def rule_alarms(t):
         out.append(f"no condition Not(Equals(Ref {ALARM_TOPIC_PARAM}, \"\"))")
     actions = {"Fn::If": [cond, [{"Ref": ALARM_TOPIC_PARAM}], {"Ref": "AWS::NoValue"}]}
     dists = list(distributions(t))
+    lambdas = list(resources(t, "AWS::Lambda::Function"))
+    regional = mode_of(t) == "regional"
     watched = []
     for name, a in resources(t, "AWS::CloudWatch::Alarm").items():
         p = props(a)
@@ -475,12 +646,15 @@ def rule_alarms(t):
             out.append(f"{name}: InsufficientDataActions would notify on every quiet period")
         metrics = alarm_metrics(a)
         for ns, metric, dims in metrics:
-            if ns != "AWS/CloudFront":
+            if regional and ns == "AWS/Lambda":
+                if set(dims) != {"FunctionName"} or not any(refers_to(dims["FunctionName"], f) for f in lambdas):
+                    out.append(f"{name}: {metric} is not the regional function's (FunctionName = the template's)")
+            elif ns != "AWS/CloudFront":
                 out.append(f"{name}: watches {ns} {metric}; an alarm in us-east-1 sees every edge only in AWS/CloudFront")
             elif dims.get("Region") != "Global" or not any(refers_to(dims.get("DistributionId"), d) for d in dists):
                 out.append(f"{name}: {metric} is not this distribution's (DistributionId = the template's, Region = Global)")
         watched.append({m for _, m, _ in metrics})
-    for what, metrics in REQUIRED_ALARMS.items():
+    for what, metrics in (REGIONAL_ALARMS if regional else REQUIRED_ALARMS).items():
         if metrics not in watched:
             out.append(f"no alarm on {what} ({' + '.join(sorted(metrics))})")
     return out
@@ -515,7 +689,8 @@ def rule_dashboard(t):
     """A dashboard of this stack: valid JSON widgets on the 24-column grid, without overlaps;
     CloudFront metrics of this distribution and its functions in us-east-1; Lambda@Edge metrics of
     us-east-1.<the function> and imgedge metrics of the EMF contract, one line per EDGE_REGIONS
-    Region; an alarm widget with every alarm of the template."""
+    Region (regional mode: the regional function's metrics and imgedge's, in us-east-1); an alarm
+    widget with every alarm of the template."""
     out = []
     boards = resources(t, "AWS::CloudWatch::Dashboard")
     if not boards:
@@ -524,6 +699,7 @@ def rule_dashboard(t):
     lambdas = list(resources(t, "AWS::Lambda::Function"))
     function_names = {n.get("Fn::Sub", n) if isinstance(n, dict) else n for n in (props(f).get("Name") for f in resources(t, "AWS::CloudFront::Function").values())}
     alarms = set(resources(t, "AWS::CloudWatch::Alarm"))
+    regional = mode_of(t) == "regional"
     known = set(t.get("Resources", {})) | set(t.get("Parameters", {}) or {}) | {"AWS::StackName", "AWS::Region", "AWS::AccountId", "AWS::Partition"}
     for name, d in boards.items():
         if "${AWS::StackName}" not in str(props(d).get("DashboardName", "")):
@@ -580,7 +756,10 @@ def rule_dashboard(t):
                     else:
                         out.append(f"{what}: dimensions {sorted(dims)}")
                     continue
-                if ns == "AWS/Lambda":
+                if ns == "AWS/Lambda" and regional:
+                    if dims != {"FunctionName": dims.get("FunctionName")} or not any(dims.get("FunctionName") == f"${{{f}}}" for f in lambdas):
+                        out.append(f"{what}: the regional function is FunctionName <the template's function>, got {dims}")
+                elif ns == "AWS/Lambda":
                     if dims != {"FunctionName": dims.get("FunctionName")} or not any(
                         dims.get("FunctionName") == f"us-east-1.${{{f}}}" for f in lambdas
                     ):
@@ -596,9 +775,12 @@ def rule_dashboard(t):
                 else:
                     out.append(f"{what}: namespace not charted by imgedge")
                     continue
-                regions_by_metric.setdefault((ns, metric, tuple(sorted(dims.items()))), []).append(region)
-            for (ns, metric, dims), regions in regions_by_metric.items():
-                if regions != EDGE_REGIONS:
+                stat = options.get("stat", p.get("stat"))
+                regions_by_metric.setdefault((ns, metric, tuple(sorted(dims.items())), stat), []).append(region)
+            for (ns, metric, _, _), regions in regions_by_metric.items():
+                if regional and regions != ["us-east-1"]:
+                    out.append(f"{label}: {ns} {metric} is drawn for {regions}; the regional function and its metrics are in us-east-1")
+                elif not regional and regions != EDGE_REGIONS:
                     out.append(f"{label}: {ns} {metric} is drawn for {regions}, want one line per Region of EDGE_REGIONS in order")
         if listed_alarms != alarms:
             out.append(f"{name}: the alarm widget lists {sorted(listed_alarms)}, the template has {sorted(alarms)}")
@@ -652,9 +834,24 @@ def function_params(function_js: str) -> list:
 
 
 def check(
-    t: dict, function_js: str | None = None, function_source: str | None = None, response_js: str | None = None
+    t: dict,
+    function_js: str | None = None,
+    function_source: str | None = None,
+    response_js: str | None = None,
+    mode: str | None = None,
 ) -> dict:
-    """{rule name: [violations]} for every rule that fails."""
+    """{rule name: [violations]} for every rule that fails, in `mode` or (None) in every mode of
+    the template; with several modes each violation says which."""
+    modes = [mode] if mode else template_modes(t)
+    failures = {}
+    for m in modes:
+        tagged = f"[{m}] " if len(modes) > 1 else ""
+        for name, found in check_mode(for_mode(t, m), function_js, function_source, response_js).items():
+            failures.setdefault(name, []).extend(tagged + v for v in found)
+    return failures
+
+
+def check_mode(t: dict, function_js: str | None, function_source: str | None, response_js: str | None) -> dict:
     failures = {}
     for rule in RULES:
         found = rule(t)
@@ -671,6 +868,14 @@ def check(
 
 def main(argv: list) -> int:
     args = argv[1:]
+    mode = None
+    if "--mode" in args:
+        i = args.index("--mode")
+        mode = args[i + 1] if i + 1 < len(args) else ""
+        del args[i : i + 2]
+        if mode not in MODES:
+            print(f"--mode must be one of {', '.join(MODES)}", file=sys.stderr)
+            return 2
     files = {"--function": None, "--function-source": None, "--response-function": None}
     for flag in files:
         if flag in args:
@@ -680,12 +885,13 @@ def main(argv: list) -> int:
     if len(args) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    failures = check(load(args[0]), files["--function"], files["--function-source"], files["--response-function"])
+    failures = check(load(args[0]), files["--function"], files["--function-source"], files["--response-function"], mode)
     total = len(RULES) + 1
     for rule, found in failures.items():
         for v in found:
             print(f"FAIL {rule}: {v}")
-    print(f"{args[0]}: {total - len(failures)}/{total} policy rules pass")
+    modes = mode or ", ".join(template_modes(load(args[0])))
+    print(f"{args[0]} ({modes}): {total - len(failures)}/{total} policy rules pass")
     return 1 if failures else 0
 
 

@@ -37,7 +37,12 @@ BREAKAGES = [
         "",
         "rule_origin_uses_oac",
     ),
-    ("OAC that does not sign", "SigningBehavior: always", "SigningBehavior: no-override", "rule_origin_uses_oac"),
+    (
+        "OAC that does not sign",
+        "OriginAccessControlOriginType: s3\n        SigningBehavior: always",
+        "OriginAccessControlOriginType: s3\n        SigningBehavior: no-override",
+        "rule_origin_uses_oac",
+    ),
     (
         "star principal in the bucket policy",
         "            Principal:\n              Service: cloudfront.amazonaws.com\n            Action: s3:GetObject\n",
@@ -77,7 +82,7 @@ BREAKAGES = [
     ("old TLS", "MinimumProtocolVersion: TLSv1.2_2021", "MinimumProtocolVersion: TLSv1", "rule_https_only"),
     ("$LATEST associated", "LambdaFunctionARN: !Ref EdgeFunctionVersion", "LambdaFunctionARN: !GetAtt EdgeFunction.Arn", "rule_edge_functions"),
     ("body sent to Lambda@Edge", "IncludeBody: false", "IncludeBody: true", "rule_edge_functions"),
-    ("arm64 at the edge", "Architectures: [x86_64]", "Architectures: [arm64]", "rule_edge_functions"),
+    ("arm64 at the edge", "Architectures: !If [IsEdge, [x86_64],", "Architectures: !If [IsEdge, [arm64],", "rule_edge_functions"),
     ("CloudFront Function not associated", "EventType: viewer-request", "EventType: viewer-response", "rule_edge_functions"),
     (
         "no Vary function",
@@ -85,7 +90,7 @@ BREAKAGES = [
         "",
         "rule_edge_functions",
     ),
-    ("role not trusted by edgelambda", "                - edgelambda.amazonaws.com\n", "", "rule_edge_role_least_privilege"),
+    ("role not trusted by edgelambda", "                  - edgelambda.amazonaws.com\n", "", "rule_edge_role_least_privilege"),
     (
         "role writes masters",
         'Resource: !Sub "${ImageBucket.Arn}/_variants/*"',
@@ -142,7 +147,12 @@ BREAKAGES = [
         "rule_alarms",
     ),
     # Dashboard
-    ("no dashboard", "    Type: AWS::CloudWatch::Dashboard\n", "    Type: AWS::CloudWatch::AnomalyDetector\n", "rule_dashboard"),
+    (
+        "no dashboard",
+        "    Type: AWS::CloudWatch::Dashboard\n    Condition: IsEdge\n",
+        "    Type: AWS::CloudWatch::AnomalyDetector\n    Condition: IsEdge\n",
+        "rule_dashboard",
+    ),
     (
         "CloudFront metrics read outside us-east-1",
         '"title": "Requests", "region": "us-east-1"',
@@ -166,6 +176,49 @@ BREAKAGES = [
     ("an alarm missing from the alarm widget", '           "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${EdgeFunctionErrorsAlarm}",\n', "", "rule_dashboard"),
     ("dashboard body not JSON", '"title": "Duration p99 (ms)", "region"', '"title": "Duration p99 (ms)" "region"', "rule_dashboard"),
     ("overlapping widgets", '{"type": "metric", "x": 8, "y": 4,', '{"type": "metric", "x": 4, "y": 4,', "rule_dashboard"),
+    # Mode regional (docs/deploy.md#modes)
+    ("function URL open to anyone", "      AuthType: AWS_IAM\n", "      AuthType: NONE\n", "rule_edge_functions"),
+    ("no InvokeFunction through the URL", "      InvokedViaFunctionUrl: true\n", "", "rule_edge_functions"),
+    ("InvokeFunctionUrl without IAM auth", "      FunctionUrlAuthType: AWS_IAM\n", "", "rule_edge_functions"),
+    (
+        "function URL callable by another distribution",
+        '      FunctionUrlAuthType: AWS_IAM\n      SourceArn: !Sub "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${Distribution}"',
+        '      FunctionUrlAuthType: AWS_IAM\n      SourceArn: "arn:aws:cloudfront::111122223333:distribution/EOTHER"',
+        "rule_edge_functions",
+    ),
+    ("origin group fails over on a 500", "                    Items: [403, 404]", "                    Items: [403, 500]", "rule_edge_functions"),
+    (
+        "function tried before the bucket",
+        "                    - OriginId: images\n                    - OriginId: regional-function\n",
+        "                    - OriginId: regional-function\n                    - OriginId: images\n",
+        "rule_edge_functions",
+    ),
+    (
+        "regional function on a Node runtime",
+        "Runtime: !If [IsEdge, nodejs22.x, provided.al2023]",
+        "Runtime: !If [IsEdge, nodejs22.x, nodejs22.x]",
+        "rule_edge_functions",
+    ),
+    ("more than the viewer URL forwarded", "Headers: [x-imgedge-viewer-url]", "Headers: [x-imgedge-viewer-url, Authorization]", "rule_edge_functions"),
+    ("function URL signed as if it were S3", "OriginAccessControlOriginType: lambda\n", "OriginAccessControlOriginType: s3\n", "rule_origin_uses_oac"),
+    (
+        "regional role trusted by edgelambda",
+        "                - - lambda.amazonaws.com\n            Action: sts:AssumeRole",
+        "                - - lambda.amazonaws.com\n                  - edgelambda.amazonaws.com\n            Action: sts:AssumeRole",
+        "rule_edge_role_least_privilege",
+    ),
+    (
+        "regional alarm on another function",
+        "      MetricName: Throttles\n      Dimensions:\n        - Name: FunctionName\n          Value: !Ref EdgeFunction\n",
+        "      MetricName: Throttles\n      Dimensions:\n        - Name: FunctionName\n          Value: another-function\n",
+        "rule_alarms",
+    ),
+    (
+        "regional function charted as a Lambda@Edge replica",
+        '["AWS/Lambda", "Invocations", "FunctionName", "${EdgeFunction}"',
+        '["AWS/Lambda", "Invocations", "FunctionName", "us-east-1.${EdgeFunction}"',
+        "rule_dashboard",
+    ),
 ]
 
 
@@ -183,6 +236,21 @@ def broken_copy(old: str, new: str) -> dict:
 class PolicyRules(unittest.TestCase):
     def test_the_template_passes_every_rule(self):
         self.assertEqual(ct.check(ct.load(TEMPLATE), FUNCTION.read_text()), {})
+
+    def test_both_modes_are_checked_and_each_fault_names_its_mode(self):
+        t = ct.load(TEMPLATE)
+        self.assertEqual(ct.template_modes(t), ["edge", "regional"])
+        regional = ct.for_mode(t, "regional")
+        self.assertIn("RegionalFunctionUrl", regional["Resources"])
+        self.assertNotIn("EdgeFunctionVersion", regional["Resources"])
+        self.assertEqual(regional["Resources"]["EdgeFunction"]["Properties"]["Runtime"], "provided.al2023")
+        edge = ct.for_mode(t, "edge")
+        self.assertNotIn("RegionalFunctionUrl", edge["Resources"])
+        self.assertNotIn("Environment", edge["Resources"]["EdgeFunction"]["Properties"])
+        origins = edge["Resources"]["Distribution"]["Properties"]["DistributionConfig"]["Origins"]
+        self.assertEqual([o["Id"] for o in origins], ["images"], "the NoValue branch leaves no item")
+        failures = ct.check(broken_copy("      AuthType: AWS_IAM\n", "      AuthType: NONE\n"))
+        self.assertTrue(all(v.startswith("[regional] ") for v in failures["rule_edge_functions"]), failures)
 
     def test_each_broken_copy_fails_its_rule(self):
         for what, old, new, rule in BREAKAGES:

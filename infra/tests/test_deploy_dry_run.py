@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pty
+import re
 import shlex
 import shutil
 import subprocess
@@ -27,6 +28,20 @@ ACCOUNT = "123456789012"  # deploy.sh's dry-run placeholder for the account id
 FIXTURES = INFRA.parent / "tests" / "fixtures"
 SIGNATURES = json.loads((FIXTURES / "signature-cases.json").read_text(encoding="utf-8"))
 SECRETS = list(SIGNATURES["keys"].values())
+# A first deploy's calls up to the stack, in order, in either mode: who am I, is the image
+# bucket new, package, the artifact bucket (created: absent in a dry run), the zip, the stack.
+DEPLOY_PLAN = [
+    ("sts", "get-caller-identity"),
+    ("cloudformation", "describe-stacks"),
+    ("s3api", "head-bucket"),
+    ("env", "package.sh"),
+    ("s3api", "head-bucket"),
+    ("s3api", "create-bucket"),
+    ("s3api", "put-public-access-block"),
+    ("s3api", "head-object"),
+    ("s3api", "put-object"),
+    ("cloudformation", "deploy"),
+]
 
 
 class DryRun(unittest.TestCase):
@@ -81,20 +96,7 @@ class DryRun(unittest.TestCase):
         calls = self.calls(run)
         self.assertEqual(
             [self.op(c) for c in calls],
-            [
-                ("sts", "get-caller-identity"),
-                ("cloudformation", "describe-stacks"),
-                ("s3api", "head-bucket"),
-                ("env", "package.sh"),
-                ("s3api", "head-bucket"),
-                ("s3api", "create-bucket"),
-                ("s3api", "put-public-access-block"),
-                ("s3api", "head-object"),
-                ("s3api", "put-object"),
-                ("cloudformation", "deploy"),
-                ("cloudformation", "describe-stacks"),
-                ("cloudformation", "describe-stacks"),
-            ],
+            DEPLOY_PLAN + [("cloudformation", "describe-stacks"), ("cloudformation", "describe-stacks")],
         )
         for c in calls:
             if c[0] == "aws":
@@ -361,6 +363,72 @@ class DryRun(unittest.TestCase):
         run = self.run_deploy("--dry-run", "outputs", "--policy", str(self.write("p.json", "{}")), ok=False)
         self.assertEqual((run.returncode, self.calls(run)), (1, []))
         self.assertIn("--policy goes with deploy", run.stderr)
+
+    # --- --mode regional ------------------------------------------------------------------
+
+    @staticmethod
+    def transform_version():
+        """The core's transform version, read as build.mjs reads it."""
+        key_rs = (INFRA.parent / "edge" / "src" / "key.rs").read_text(encoding="utf-8")
+        return re.search(r"^pub const TRANSFORM_VERSION: u32 = ([1-9][0-9]*);$", key_rs, re.M).group(1)
+
+    def overrides(self, deploy):
+        return dict(a.split("=", 1) for a in deploy[deploy.index("--parameter-overrides") + 1 :] if "=" in a)
+
+    def test_regional_deploy_makes_the_same_calls_with_the_regional_zip(self):
+        for args, env, arch in (
+            (["--mode", "regional"], {}, "arm64"),
+            (["--mode", "regional", "--arch", "x86_64"], {}, "x86_64"),
+            ([], {"IMGEDGE_MODE": "regional", "IMGEDGE_ARCH": "x86_64"}, "x86_64"),
+        ):
+            with self.subTest(args=args, env=env):
+                calls = self.calls(self.run_deploy("--dry-run", "deploy", *args, env=env))
+                self.assertEqual([self.op(c) for c in calls][: len(DEPLOY_PLAN)], DEPLOY_PLAN)
+                package = calls[3]
+                self.assertIn("IMGEDGE_MODE=regional", package)
+                self.assertIn(f"IMGEDGE_ARCH={arch}", package)
+                self.assertFalse(any(a.startswith(("IMGEDGE_BUCKET=", "IMGEDGE_POLICY_FILE=")) for a in package), "the zip holds no settings")
+                put = calls[8]
+                self.assertTrue(self.flag(put, "--body").endswith("dist/regional-function.zip"))
+                self.assertTrue(self.flag(put, "--key").startswith("regional-function/"))
+                overrides = self.overrides(calls[9])
+                self.assertEqual((overrides["Mode"], overrides["Architecture"]), ("regional", arch))
+                self.assertEqual((overrides["MaxPixels"], overrides["MaxBytes"], overrides["Policy"]), ("50000000", "33554432", ""))
+                code = self.rendered_request_function(calls[9])
+                self.assertIn(f'"_variants/v{self.transform_version()}/"', code, "the regional rewrite, of the core's version")
+
+    def test_edge_deploy_keeps_the_edge_function_and_no_rewrite(self):
+        calls = self.calls(self.run_deploy("--dry-run", "deploy"))
+        deploy = next(c for c in calls if c[:3] == ["aws", "cloudformation", "deploy"])
+        overrides = self.overrides(deploy)
+        self.assertEqual((overrides["Mode"], overrides["Policy"]), ("edge", ""))
+        self.assertNotIn("_variants/v", self.rendered_request_function(deploy))
+
+    def test_regional_limits_and_policy_reach_the_function_environment(self):
+        policy = self.write("policy.json", '{\n  "widths": [256, 512],\n  "presets": {"thumb": "w=256&fmt=auto"}\n}\n')
+        env = {"IMGEDGE_MAX_PIXELS": "20000000", "IMGEDGE_MAX_BYTES": "1048576"}
+        calls = self.calls(self.run_deploy("--dry-run", "deploy", "--mode", "regional", "--policy", str(policy), env=env))
+        deploy = next(c for c in calls if c[:3] == ["aws", "cloudformation", "deploy"])
+        overrides = self.overrides(deploy)
+        self.assertEqual(json.loads(overrides["Policy"]), {"widths": [256, 512], "presets": {"thumb": "w=256&fmt=auto"}})
+        self.assertNotIn(" ", overrides["Policy"], "compact JSON")
+        self.assertEqual((overrides["MaxPixels"], overrides["MaxBytes"]), ("20000000", "1048576"))
+        self.assertIn("w=256&fmt=auto", self.rendered_request_function(deploy), "and baked into the viewer-request function")
+
+    def test_regional_refusals_come_before_any_call(self):
+        big = self.write("big-policy.json", json.dumps({"presets": {f"p{i}": "w=256&h=256&fmt=auto" for i in range(150)}}))
+        for args, mention in (
+            (["--mode", "lambda"], "--mode (or IMGEDGE_MODE) must be edge or regional"),
+            (["--mode", "regional", "--arch", "arm"], "must be arm64 or x86_64"),
+            # The function's 10 KB bounds the policy, and with it the function's environment.
+            (["--mode", "regional", "--policy", str(big)], "CloudFront allows less than 10240"),
+        ):
+            with self.subTest(args):
+                run = self.run_deploy("--dry-run", "deploy", *args, ok=False)
+                self.assertEqual((run.returncode, self.calls(run)), (1, []), run.stderr)
+                self.assertIn(mention, run.stderr)
+        run = self.run_deploy("--dry-run", "outputs", "--mode", "regional", ok=False)
+        self.assertIn("--mode and --arch go with deploy", run.stderr)
 
     # --- --signing-keys -------------------------------------------------------------------
 

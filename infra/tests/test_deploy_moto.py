@@ -16,6 +16,14 @@ scripted aws (test_deploy_dry_run: signing keys tests, FakeAwsSigningKeys).
 Operations: moto skips AWS::CloudWatch::Alarm (covered by cfn-lint and the policy rules) but
 creates the dashboard, so its body is checked here as CloudFormation resolved it; --alarm-topic
 is checked against moto's SNS.
+Regional mode: moto creates the regional function (runtime, handler, environment; it reports
+x86_64 whatever Architectures says), both CloudFront permissions (leaving ${Distribution} of the
+skipped distribution unresolved in their SourceArn) and the regional dashboard; it skips
+AWS::Lambda::Url and AWS::CloudFront::OriginRequestPolicy. Moto also updates a resource whose
+condition is false when a parameter it names changes, and fails (no such resource): hence one
+function resource for both modes, whose properties follow the mode, and not two.
+The endpoint is named localhost: the rendered template is over 51,200 bytes, so the CLI sends it
+through S3, and moto reads a path-style template URL only from a localhost host.
 """
 
 import ast
@@ -55,7 +63,7 @@ class DeployAgainstMoto(unittest.TestCase):
         port = free_port()
         cls.log = open(Path(cls.tmp.name) / "moto.log", "w")
         cls.moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=cls.log, stderr=subprocess.STDOUT)
-        cls.endpoint = f"http://127.0.0.1:{port}"
+        cls.endpoint = f"http://localhost:{port}"
         deadline = time.time() + 20
         while True:
             try:
@@ -233,6 +241,50 @@ class DeployAgainstMoto(unittest.TestCase):
         self.deploy_sh("--yes", "destroy", env={"IMGEDGE_STACK": "Watched"})
         dashboards = self.aws("cloudwatch", "list-dashboards")["DashboardEntries"]
         self.assertNotIn("Watched-operations", [d["DashboardName"] for d in dashboards], "destroy deletes the dashboard")
+
+    def test_regional_mode_creates_the_function_its_permissions_and_its_dashboard(self):
+        zip_path = Path(self.tmp.name) / "regional.zip"
+        with zipfile.ZipFile(zip_path, "w") as z:
+            z.writestr("bootstrap", "#!/bin/sh\necho stand-in for the Rust binary\n")
+        policy = Path(self.tmp.name) / "regional-policy.json"
+        policy.write_text('{"widths": [256, 512]}\n')
+        env = {"IMGEDGE_STACK": "Regional", "IMGEDGE_MAX_BYTES": "1048576"}
+        self.deploy_sh("deploy", "--mode", "regional", "--policy", str(policy), zip_path=zip_path, env=env)
+
+        digest = hashlib.sha256(zip_path.read_bytes()).digest()
+        self.aws("s3api", "head-object", "--bucket", f"regional-artifacts-{ACCOUNT}", "--key", f"regional-function/{digest.hex()}.zip")
+        fn = self.aws("lambda", "get-function", "--function-name", "Regional-regional")["Configuration"]
+        self.assertEqual((fn["Runtime"], fn["Handler"]), ("provided.al2023", "bootstrap"))
+        self.assertEqual(fn["CodeSha256"], base64.b64encode(digest).decode())
+        variables = {k: str(v) for k, v in fn["Environment"]["Variables"].items()}
+        self.assertEqual(
+            variables,
+            {
+                "IMGEDGE_BUCKET": f"regional-images-{ACCOUNT}",
+                "IMGEDGE_MAX_PIXELS": "50000000",
+                "IMGEDGE_MAX_BYTES": "1048576",
+                "IMGEDGE_POLICY": '{"widths":[256,512]}',
+            },
+        )
+        with self.assertRaises(AssertionError, msg="no Lambda@Edge function in regional mode"):
+            self.aws("lambda", "get-function", "--function-name", "Regional-origin-request")
+
+        statements = json.loads(self.aws("lambda", "get-policy", "--function-name", "Regional-regional")["Policy"])["Statement"]
+        by_action = {s["Action"]: s for s in statements}
+        self.assertEqual(set(by_action), {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"})
+        for s in statements:
+            self.assertEqual(s["Principal"], {"Service": "cloudfront.amazonaws.com"})
+            self.assertIn(":distribution/", s["Condition"]["ArnLike"]["AWS:SourceArn"])
+        self.assertEqual(by_action["lambda:InvokeFunctionUrl"]["FunctionUrlAuthType"], "AWS_IAM")
+        self.assertIs(by_action["lambda:InvokeFunction"]["InvokedViaFunctionUrl"], True)
+
+        body = json.loads(self.aws("cloudwatch", "get-dashboard", "--dashboard-name", "Regional-operations")["DashboardBody"])
+        charted = {m[3] for w in body["widgets"] for m in w.get("properties", {}).get("metrics", []) if m[:2] == ["AWS/Lambda", "Invocations"]}
+        self.assertEqual(charted, {"Regional-regional"}, "the regional function, not a Lambda@Edge replica")
+
+        self.deploy_sh("--yes", "destroy", env={"IMGEDGE_STACK": "Regional"})
+        with self.assertRaises(AssertionError):
+            self.aws("lambda", "get-function", "--function-name", "Regional-regional")
 
     def test_destroy_reads_the_buckets_from_the_stack_and_asks_first(self):
         # Deployed with bucket names the destroying shell does not know (no IMGEDGE_* below).

@@ -80,5 +80,60 @@ class Package(unittest.TestCase):
         self.assertIn("missing.json: no such readable file", run.stderr)
 
 
+class PackageRegional(unittest.TestCase):
+    """--mode regional: the binary alone as bootstrap at the zip's root, and the glibc it needs
+    checked against Lambda's (2.34). readelf is a stand-in printing what the binary needs."""
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", str(self.tmp)], check=False))
+        binary = self.tmp / "target" / "aarch64-unknown-linux-gnu" / "release" / "regional"
+        binary.parent.mkdir(parents=True)
+        binary.write_bytes(b"\x7fELF stand-in")
+        binary.chmod(0o755)
+        self.bin = self.tmp / "bin"
+        self.bin.mkdir()
+        self.zip = self.tmp / "regional-function.zip"
+
+    def package(self, needs, *args):
+        readelf = self.bin / "readelf"
+        readelf.write_text("#!/bin/sh\n" + "".join(f"echo '  0x0010: Name: GLIBC_{v}  Flags: none'\n" for v in needs))
+        readelf.chmod(0o755)
+        return subprocess.run(
+            ["bash", str(PACKAGE), "--mode", "regional", "--skip-build", "--out", str(self.zip), *args],
+            env={"PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(self.tmp), "CARGO_TARGET_DIR": str(self.tmp / "target")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def test_the_zip_holds_the_binary_as_bootstrap_and_nothing_else(self):
+        run = self.package(["2.17", "2.34", "2.28"])
+        self.assertEqual(run.returncode, 0, run.stderr)
+        with zipfile.ZipFile(self.zip) as z:
+            self.assertEqual(z.namelist(), ["bootstrap"])
+            self.assertEqual(z.read("bootstrap"), b"\x7fELF stand-in")
+            self.assertEqual((z.getinfo("bootstrap").external_attr >> 16) & 0o777, 0o755, "executable")
+        self.assertIn("needs glibc 2.34", run.stdout)
+
+    def test_a_binary_needing_a_newer_glibc_than_lambdas_is_refused(self):
+        for needs in (["2.17", "2.35"], ["2.36", "2.4"]):
+            with self.subTest(needs):
+                run = self.package(needs)
+                self.assertEqual(run.returncode, 1, run.stdout)
+                self.assertIn("Lambda (Amazon Linux 2023) has 2.34", run.stderr)
+                self.assertFalse(self.zip.exists())
+
+    def test_settings_are_not_packaged_and_bad_choices_stop_it(self):
+        run = self.package(["2.34"], "--bucket", "b")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("the regional zip holds no settings", run.stderr)
+        for args, message in ((["--arch", "arm"], "--arch must be arm64 or x86_64"), (["--mode", "lambda"], "--mode must be edge or regional")):
+            run = self.package(["2.34"], *args)
+            self.assertEqual(run.returncode, 2, run.stderr)
+            self.assertIn(message, run.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

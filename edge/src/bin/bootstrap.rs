@@ -2,14 +2,14 @@
 //! in `infra/edge-shim/`, or directly as a custom runtime). Settings come from
 //! `config.json` beside the executable: Lambda@Edge allows no environment variables.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use edge::cloudfront::{self, OriginRequestEvent, OriginRequestOutput};
 use edge::config::Config;
-use edge::observe::{self, LogFormat, RequestRecord};
+use edge::lambda;
+use edge::observe::{self, LogFormat};
 use edge::service::Origin;
 use edge::store::{S3Store, Store};
 use edge::Error;
@@ -44,25 +44,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tracing::info!(config = %path.display(), bucket = %config.bucket, region = %config.region, "bootstrap ready");
     let policy = config.policy().context("config.json")?;
     let store: Arc<dyn Store> = Arc::new(store);
-    // Open the bucket's connections (TCP + TLS, credentials) during init, beside the first
-    // poll for an event, so the first event does not pay the handshakes; the client keeps
-    // them alive for the next events. Three: the first step makes three calls at once
-    // (HEAD master, GET variant, GET marker), and one warm connection would leave two of
-    // them to open their own during the first event.
-    let warm = Arc::clone(&store);
-    tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        let (a, b, c) = tokio::join!(
-            warm.head(WARM_UP_KEY),
-            warm.head(WARM_UP_KEY),
-            warm.head(WARM_UP_KEY)
-        );
-        tracing::info!(
-            ms = observe::millis(started.elapsed()),
-            answered = a.is_ok() && b.is_ok() && c.is_ok(),
-            "bucket connections opened"
-        );
-    });
+    lambda::warm_up(Arc::clone(&store));
     let origin = Arc::new(Origin::new(store, config.limits).with_policy(policy));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
@@ -72,36 +54,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// Time kept after the work stops for the answer to reach CloudFront (JSON, the shim).
-const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// The Lambda's deadline (milliseconds since the epoch) less the answer's margin, as an
-/// `Instant` the handler's timeout observes.
-fn answer_deadline(deadline_ms: u64) -> std::time::Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let left = std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    std::time::Instant::now() + left.saturating_sub(ANSWER_MARGIN)
-}
-
-/// A key no one writes (a HEAD of it answers 404 cheaply); only its connection matters.
-const WARM_UP_KEY: &str = "_variants/warm-up";
-
 /// One event: a malformed event becomes a generated 500 rather than a runtime error, so
 /// CloudFront always gets an answer it can serve. Writes the request's line: a JSON log
 /// record that is also its CloudWatch EMF document (stdout).
 async fn handle(origin: &Origin, event: LambdaEvent<Value>) -> Value {
     let output = match serde_json::from_value::<OriginRequestEvent>(event.payload) {
         Ok(cf_event) => {
-            let deadline = answer_deadline(event.context.deadline);
+            let deadline = lambda::answer_deadline(event.context.deadline);
             let (output, handled) =
                 cloudfront::handle_origin_request_until(origin, cf_event, Some(deadline)).await;
             let mut record = handled.record;
             if record.request_id.is_empty() {
                 record.request_id = event.context.request_id.clone();
             }
-            emit(&record);
+            lambda::emit(&record);
             output
         }
         Err(e) => {
@@ -112,15 +78,4 @@ async fn handle(origin: &Origin, event: LambdaEvent<Value>) -> Value {
         }
     };
     serde_json::to_value(&output).expect("CloudFront output serialises")
-}
-
-fn emit(record: &RequestRecord) {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let line = record.emf(now_ms).to_string();
-    // One write per line, so concurrent output never interleaves within it.
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
