@@ -4,7 +4,7 @@ round trip away, as for a Lambda@Edge far from the bucket's region (issue 13).
 Each handler runs as CloudFront runs it: `bench/sharp/origin-driver.mjs` imports it, sends
 origin-request events, and follows a rewritten request with a GET of the object from the
 bucket, as CloudFront does (a viewer waits for that too). Every store call, the handler's and
-CloudFront's, goes through `latency_proxy.py` to moto's S3 server, D ms away; the proxy logs
+CloudFront's, goes through `scripts/s3_proxy.py` to moto's S3 server, D ms away; the proxy logs
 each request, so the harness counts the store requests and the sequential round trips each
 miss made.
 
@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -41,10 +42,11 @@ from PIL import Image
 
 import bench
 from bench import fmt_ms, median, p95
-from latency_proxy import LatencyProxy, Logged
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))  # the proxy the fault tests use too
+from s3_proxy import Logged, S3Proxy  # noqa: E402
 BUCKET = "imgedge-distance"
 WARM_UP = "/_variants/warm-up"  # the current bootstrap's HEAD during init (not an event's)
 MOTO_AUTH = "AWS4-HMAC-SHA256 Credential=bench/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
@@ -171,7 +173,7 @@ def event_for(side: str, case: Case) -> dict:
     return bench.origin_request_event(f"/outputs/distance/{side}/{case.master}.png", case.query, BUCKET)
 
 
-def miss(proxy: LatencyProxy, driver: Driver, side: str, case: Case) -> dict:
+def miss(proxy: S3Proxy, driver: Driver, side: str, case: Case) -> dict:
     """One event through the driver: latency, answer shape, the store requests it made."""
     if case.new:
         delete_variants(proxy.upstream_url, side, case)
@@ -232,7 +234,7 @@ def bench_distance(args) -> dict | None:
     moto, endpoint = bench.start_moto()
     port = int(endpoint.rsplit(":", 1)[1])
     # CloudFront's connections to its origin serve every viewer: taken as open (no handshake).
-    proxy = LatencyProxy(("127.0.0.1", port)).start(["function", "cloudfront"], open_listeners=("cloudfront",))
+    proxy = S3Proxy(("127.0.0.1", port)).start(["function", "cloudfront"], open_listeners=("cloudfront",))
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "NODE_NO_WARNINGS": "1"}
     sides = {"imgedge": bootstrap}

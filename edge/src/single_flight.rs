@@ -18,25 +18,22 @@ impl KeyedLocks {
         KeyedLocks::default()
     }
 
-    /// Run `work` while holding `key`'s lock: no two `work`s for one key overlap.
+    /// Run `work` while holding `key`'s lock: no two `work`s for one key overlap. The key
+    /// is forgotten however the call ends, also when its future is dropped (a deadline).
     pub async fn run<T, F>(&self, key: &str, work: impl FnOnce() -> F) -> T
     where
         F: Future<Output = T>,
     {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap();
-            locks.entry(key.to_string()).or_default().clone()
+        let entry = Entry {
+            locks: self,
+            key,
+            lock: {
+                let mut locks = self.locks.lock().unwrap();
+                locks.entry(key.to_string()).or_default().clone()
+            },
         };
-        let result = {
-            let _turn = lock.lock().await;
-            work().await
-        };
-        let mut locks = self.locks.lock().unwrap();
-        // The map's handle and ours: nobody else holds or waits on it.
-        if Arc::strong_count(&lock) == 2 {
-            locks.remove(key);
-        }
-        result
+        let _turn = entry.lock.lock().await;
+        work().await
     }
 
     /// Keys with a lock right now (for tests: the map does not grow without bound).
@@ -46,6 +43,24 @@ impl KeyedLocks {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// One caller's handle on a key's lock; dropping it forgets the key when nobody else holds
+/// or waits on it.
+struct Entry<'a> {
+    locks: &'a KeyedLocks,
+    key: &'a str,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Entry<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.locks.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's handle and ours: nobody else holds or waits on it.
+        if Arc::strong_count(&self.lock) == 2 {
+            locks.remove(self.key);
+        }
     }
 }
 
@@ -80,6 +95,26 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 1);
         assert!(locks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_at_a_deadline_forgets_its_key() {
+        // Each timed-out key used to stay in the map for good: a slow store made it grow
+        // with every distinct variant that timed out.
+        let locks = KeyedLocks::new();
+        for key in ["a", "b", "c"] {
+            let never = locks.run(key, std::future::pending::<()>);
+            let timed_out = tokio::time::timeout(Duration::from_millis(5), never).await;
+            assert!(timed_out.is_err());
+        }
+        assert!(locks.is_empty(), "{} keys left", locks.len());
+        // A waiter dropped while another holds the key: the holder still forgets it.
+        let held = locks.run("k", || tokio::time::sleep(Duration::from_millis(30)));
+        let waiter = locks.run("k", || async {});
+        let (_, dropped) =
+            tokio::join!(held, tokio::time::timeout(Duration::from_millis(5), waiter));
+        assert!(dropped.is_err());
+        assert!(locks.is_empty(), "{} keys left", locks.len());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

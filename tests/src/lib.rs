@@ -127,3 +127,97 @@ pub fn local_aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
     ]
 }
+
+/// `scripts/s3_proxy.py` as a process between a handler and an S3 server: latency and
+/// injected faults (reset, hang, 500, 503 SlowDown, truncate, flaky), switched while it runs
+/// through its control listener. Killed on drop.
+pub struct FaultProxy {
+    child: Child,
+    /// The URL to give the handler as its S3 endpoint.
+    pub url: String,
+    control: SocketAddr,
+}
+
+impl FaultProxy {
+    /// Start it in front of `upstream` (`http://host:port`); it prints its two URLs.
+    pub fn start(upstream: &str) -> FaultProxy {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/s3_proxy.py");
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let upstream = upstream.trim_start_matches("http://");
+        let mut child = Command::new(&python)
+            .args([script, "--upstream", upstream])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {python} {script}: {e}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // {"proxy": "http://127.0.0.1:P", "control": "http://127.0.0.1:C"}
+        let field = |name: &str| -> String {
+            let start = line
+                .find(&format!("\"{name}\": \""))
+                .unwrap_or_else(|| panic!("s3_proxy.py printed {line:?}"))
+                + name.len()
+                + 5;
+            line[start..].split('"').next().unwrap().to_string()
+        };
+        let url = field("proxy");
+        let control = field("control")
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        FaultProxy {
+            child,
+            url,
+            control,
+        }
+    }
+
+    /// Set the fault, e.g. `{"mode": "reset", "skip": 4}` or `{"delay_ms": 150}` (what is
+    /// left out is cleared); returns the proxy's state as JSON text.
+    pub fn set(&self, fault: &str) -> String {
+        self.control("POST", fault)
+    }
+
+    /// No fault, no latency; returns the state of the fault it ended (what it met).
+    pub fn clear(&self) -> String {
+        let ended = self.state();
+        self.set("{}");
+        ended
+    }
+
+    /// `{"mode", "delay_ms", "skip", "requests", "faulted"}`: counts since the fault was set.
+    pub fn state(&self) -> String {
+        self.control("GET", "")
+    }
+
+    fn control(&self, method: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(self.control).unwrap();
+        write!(
+            stream,
+            "{method} /fault HTTP/1.1\r\nHost: control\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "{method} /fault: {answer}"
+        );
+        body.to_string()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -190,7 +190,15 @@ impl Edge {
             }
             OriginRequestOutput::Request(request) => {
                 let started = Instant::now();
-                let response = self.read_object(&request.uri).await;
+                // The viewer waits for the read too: one deadline for the whole miss.
+                let response =
+                    tokio::time::timeout_at(deadline.into(), self.read_object(&request.uri))
+                        .await
+                        .unwrap_or_else(|_| {
+                            CachedResponse::from_error(&Error::timeout(
+                        "the image took too long to read from the bucket; try again in a moment",
+                    ))
+                        });
                 (response, Some(started.elapsed()))
             }
         };
@@ -205,10 +213,10 @@ impl Edge {
         record.total_ms = observe::millis(started.elapsed());
         if record.status >= 400 && matches!(record.outcome.as_str(), "reused" | "built" | "master")
         {
-            record.outcome = if record.status == 404 {
-                "not_found"
-            } else {
-                "store_error"
+            record.outcome = match record.status {
+                404 => "not_found",
+                504 => "timeout",
+                _ => "store_error",
             }
             .to_string();
         }

@@ -8,7 +8,7 @@ import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { deflateSync } from "node:zlib";
+import { deflateSync, inflateSync } from "node:zlib";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const SHIM_DIR = resolve(HERE, "..");
@@ -200,6 +200,37 @@ function rgbPng(width, height, pixel) {
   ]);
 }
 
+/**
+ * A PNG checked as far as a decoder reads it: signature, every chunk's CRC, IHDR first and
+ * IEND last, and IDAT inflating to exactly one filter byte (0–4) plus the pixel bytes per
+ * row. Throws on a broken or truncated image; returns its size.
+ */
+export function checkPng(buf) {
+  assert.ok(buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), "PNG signature");
+  const chunks = [];
+  for (let at = 8; at < buf.length; ) {
+    assert.ok(at + 12 <= buf.length, `chunk header at ${at} cut short`);
+    const length = buf.readUInt32BE(at);
+    const type = buf.subarray(at + 4, at + 8).toString("latin1");
+    assert.ok(at + 12 + length <= buf.length, `${type} cut short`);
+    const data = buf.subarray(at + 8, at + 8 + length);
+    assert.equal(buf.readUInt32BE(at + 8 + length), crc32(buf.subarray(at + 4, at + 8 + length)), `${type} CRC`);
+    chunks.push({ type, data });
+    at += 12 + length;
+  }
+  assert.equal(chunks[0]?.type, "IHDR");
+  assert.equal(chunks.at(-1)?.type, "IEND");
+  const ihdr = chunks[0].data;
+  const [width, height, depth, colour, interlace] = [ihdr.readUInt32BE(0), ihdr.readUInt32BE(4), ihdr[8], ihdr[9], ihdr[12]];
+  assert.equal(interlace, 0, "our encoder writes no interlaced PNG");
+  const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colour];
+  const rowBytes = Math.ceil((width * channels * depth) / 8);
+  const raw = inflateSync(Buffer.concat(chunks.filter((c) => c.type === "IDAT").map((c) => c.data)));
+  assert.equal(raw.length, height * (1 + rowBytes), "pixel data size");
+  for (let y = 0; y < height; y++) assert.ok(raw[y * (1 + rowBytes)] <= 4, `row ${y} filter`);
+  return { width, height };
+}
+
 /** Width and height of a PNG from its IHDR. */
 export function pngSize(buf) {
   return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
@@ -264,4 +295,69 @@ export async function assertServesVariant(moto, bucket, res, key) {
   assert.equal(header(res, "cache-control"), "public, max-age=31536000, immutable");
   assert.equal(header(res, "etag"), stored.headers.get("etag"));
   return "body";
+}
+
+/**
+ * `scripts/s3_proxy.py` between the bootstrap and moto: latency and injected faults, switched
+ * through its control listener while it runs (see the script's doc).
+ */
+export class FaultProxy {
+  static async start(upstream) {
+    const proxy = new FaultProxy();
+    const script = join(REPO, "scripts/s3_proxy.py");
+    proxy.child = spawn(process.env.PYTHON ?? "python3", [script, "--upstream", upstream.replace("http://", "")], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const line = await new Promise((resolve, reject) => {
+      let out = "";
+      proxy.child.stdout.on("data", (d) => {
+        out += d;
+        if (out.includes("\n")) resolve(out.split("\n")[0]);
+      });
+      proxy.child.once("exit", (code) => reject(new Error(`s3_proxy.py exited (${code}) before its URLs`)));
+    });
+    ({ proxy: proxy.url, control: proxy.control } = JSON.parse(line));
+    return proxy;
+  }
+  /** e.g. `{mode: "reset", skip: 4}` or `{delay_ms: 150}`; what is left out is cleared. */
+  async set(fault) {
+    const res = await fetch(`${this.control}/fault`, { method: "POST", body: JSON.stringify(fault) });
+    assert.equal(res.status, 200, await res.clone().text());
+    return res.json();
+  }
+  /** No fault, no latency; returns the state of the fault it ended (what it met). */
+  async clear() {
+    const ended = await this.state();
+    await this.set({});
+    return ended;
+  }
+  /** {mode, delay_ms, skip, requests, faulted}: counts since the fault was set. */
+  async state() {
+    return (await fetch(`${this.control}/fault`)).json();
+  }
+  async stop() {
+    if (!this.child || this.child.exitCode !== null) return;
+    const exited = new Promise((r) => this.child.once("exit", r));
+    this.child.kill("SIGKILL");
+    await exited;
+  }
+}
+
+/**
+ * What a fault may never leave behind, checked at moto: every object under `_variants/` is a
+ * whole PNG made from its master's current bytes (`source-etag` = the master's ETag), and no
+ * failure is remembered. Returns the variant keys, sorted.
+ */
+export async function assertBucketSound(moto, bucket, context) {
+  const keys = (await moto.keys(bucket, "_variants/")).sort();
+  for (const key of keys) {
+    assert.ok(!key.endsWith("/error.json"), `${context}: a store fault was remembered as the image's failure: ${key}`);
+    const object = await moto.get(bucket, key);
+    assert.equal(object.status, 200, `${context}: ${key}`);
+    checkPng(object.body);
+    const master = key.replace(/^_variants\/v1\//, "").replace(/\/[^/]*$/, "");
+    const head = await moto.head(bucket, master);
+    assert.equal(object.headers.get("x-amz-meta-source-etag"), head.headers.get("etag"), `${context}: ${key} not made from ${master}`);
+  }
+  return keys;
 }

@@ -365,3 +365,117 @@ pub fn is_jpeg(b: &[u8]) -> bool {
 pub fn is_webp(b: &[u8]) -> bool {
     b.len() > 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP"
 }
+
+/// moto routes a request to a service by the credential scope of its Authorization header
+/// (it checks no signature); without one, reads of objects the SDK wrote are refused.
+pub const MOTO_AUTH: &str = "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
+/// A plain S3 REST call straight to the server (`endpoint`, no proxy in between).
+pub fn s3_call(method: reqwest::Method, url: &str, body: Option<(&[u8], &str)>) -> Reply {
+    let client = reqwest::blocking::Client::new();
+    let mut request = client
+        .request(method, url)
+        .header("authorization", MOTO_AUTH);
+    if let Some((bytes, content_type)) = body {
+        request = request
+            .header("content-type", content_type)
+            .body(bytes.to_vec());
+    }
+    let response = request.send().expect("the S3 server answers");
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.bytes().unwrap().to_vec(),
+    }
+}
+
+/// Create `bucket` and put masters in it, straight at the S3 server; returns their ETags.
+pub fn s3_seed(endpoint: &str, bucket: &str, masters: &[(&str, &[u8])]) -> Vec<String> {
+    let created = s3_call(reqwest::Method::PUT, &format!("{endpoint}/{bucket}"), None);
+    assert!(created.status < 300, "create bucket: {}", created.status);
+    masters
+        .iter()
+        .map(|(key, bytes)| {
+            let put = s3_call(
+                reqwest::Method::PUT,
+                &format!("{endpoint}/{bucket}/{key}"),
+                Some((bytes, "image/png")),
+            );
+            assert!(put.status < 300, "put {key}: {}", put.status);
+            put.header("etag").unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Keys under `prefix`, listed at the S3 server.
+pub fn s3_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let list = s3_call(
+        reqwest::Method::GET,
+        &format!("{endpoint}/{bucket}?list-type=2&prefix={prefix}&max-keys=1000"),
+        None,
+    );
+    let xml = String::from_utf8(list.body).unwrap();
+    assert!(
+        list.status == 200 && !xml.contains("<IsTruncated>true"),
+        "{xml}"
+    );
+    xml.split("<Key>")
+        .skip(1)
+        .map(|s| s.split("</Key>").next().unwrap().replace("&amp;", "&"))
+        .collect()
+}
+
+/// What a fault may never leave behind, checked at the S3 server: every object under
+/// `_variants/` is a whole image made from its master's current bytes (`source-etag` = the
+/// master's ETag), and no failure is remembered (a store fault is no 415/422). Returns the
+/// variant keys, sorted.
+pub fn assert_bucket_sound(endpoint: &str, bucket: &str, context: &str) -> Vec<String> {
+    let mut keys = s3_keys(endpoint, bucket, "_variants/");
+    keys.sort();
+    for key in &keys {
+        assert!(
+            !key.ends_with(edge::key::FAILURE_MARKER_NAME),
+            "{context}: a store fault was remembered as the image's failure: {key}"
+        );
+        let object = s3_call(
+            reqwest::Method::GET,
+            &format!("{endpoint}/{bucket}/{key}"),
+            None,
+        );
+        assert_eq!(object.status, 200, "{context}: {key}");
+        image::load_from_memory(&object.body)
+            .unwrap_or_else(|e| panic!("{context}: {key} does not decode: {e}"));
+        let master = key
+            .strip_prefix("_variants/v1/")
+            .and_then(|k| k.rsplit_once('/'))
+            .map(|(master, _)| master)
+            .unwrap_or_else(|| panic!("{context}: not a variant key: {key}"));
+        let master_head = s3_call(
+            reqwest::Method::HEAD,
+            &format!("{endpoint}/{bucket}/{master}"),
+            None,
+        );
+        assert_eq!(
+            object.header("x-amz-meta-source-etag"),
+            master_head.header("etag"),
+            "{context}: {key} was not made from {master}'s current bytes"
+        );
+    }
+    keys
+}
+
+/// Deterministic RGB noise: it does not compress, so a PNG of it is ~3 bytes a pixel (a
+/// PNG variant of it is too big to be answered inline, and is read from the bucket).
+pub fn noise_png(width: u32, height: u32) -> Vec<u8> {
+    let mut state: u32 = 0x9e37_79b9;
+    let img = RgbImage::from_fn(width, height, |_, _| {
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state & 0xff) as u8
+        };
+        Rgb([next(), next(), next()])
+    });
+    encode(image::DynamicImage::ImageRgb8(img), ImageFormat::Png)
+}
