@@ -24,8 +24,18 @@ static HEAP: Cap<System> = Cap::new(System, usize::MAX);
 /// is a bug.
 pub const TEXT_HEAP_LIMIT: usize = 256 << 20;
 
-/// Set the heap ceiling (once, at the start of a target).
+/// Set the heap ceiling (at the start of each input; a no-op after the first).
 pub fn limit_heap(bytes: usize) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        // A panic's report (a backtrace reads the binary's debug info) must not itself
+        // fail on the ceiling: that aborted without a report, then hung libFuzzer.
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = HEAP.set_limit(usize::MAX);
+            report(info);
+        }));
+    });
     if HEAP.limit() != bytes {
         HEAP.set_limit(bytes)
             .expect("the ceiling is above what is in use");

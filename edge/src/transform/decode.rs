@@ -302,11 +302,22 @@ fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
 /// WebP through image's decoder (image-webp), which gives 8-bit RGB or RGBA.
 fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Master> {
     let format = ImageFormat::WebP;
-    // The decoder allocates for each bitstream's own size, which nothing makes agree with
-    // the VP8X canvas it reports below (fuzzing found a 40×28 canvas over a 12799×5203
-    // frame: ~100 MB for a 300-byte file).
-    for (width, height) in riff::declared_sizes(bytes) {
+    // The decoder allocates for each bitstream's own size, which it does not check against
+    // the canvas it reports below, and it panics on a mismatch in an animation frame; both
+    // found by fuzzing (a 40×28 canvas over a 12799×5203 frame: ~100 MB for 300 bytes; a
+    // 40×28 frame holding a 7208×0 bitstream). libwebp refuses such files too.
+    for stream in riff::bitstreams(bytes) {
+        let (width, height) = stream.size;
         check_pixels(width, height, limits)?;
+        if width == 0 || height == 0 {
+            return Err(corrupt(format, format!("a bitstream of {width}×{height}")));
+        }
+        if let Some((cw, ch)) = stream.container.filter(|c| *c != stream.size) {
+            return Err(corrupt(
+                format,
+                format!("a {width}×{height} bitstream in a {cw}×{ch} frame"),
+            ));
+        }
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut image_limits = image::Limits::default();

@@ -63,27 +63,53 @@ fn walk(mut data: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
     })
 }
 
-/// The sizes that the image bitstreams of a WebP file declare (`VP8 ` and `VP8L`, at the
-/// top level and inside `ANMF` animation frames), read from their headers alone, within
-/// the RIFF size. A decoder allocates for these, and nothing makes them agree with the
-/// `VP8X` canvas it reports as the image's size.
-pub fn declared_sizes(webp: &[u8]) -> Vec<(u32, u32)> {
+/// One image bitstream of a WebP file: the size its own header declares, and the size its
+/// container gives it (the `VP8X` canvas for a still image, the `ANMF` frame's size for an
+/// animation frame; `None` in the simple format, where the bitstream is the image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bitstream {
+    pub size: (u32, u32),
+    pub container: Option<(u32, u32)>,
+}
+
+/// Every image bitstream (`VP8 `, `VP8L`, at the top level and inside `ANMF` frames) of a
+/// WebP file, from the headers alone, within the RIFF size. A decoder allocates for the
+/// bitstream's size, and image-webp neither makes it agree with the container's before
+/// decoding nor survives a mismatch in an animation frame.
+pub fn bitstreams(webp: &[u8]) -> Vec<Bitstream> {
     if webp.len() < 12 || &webp[0..4] != b"RIFF" {
         return Vec::new();
     }
     let riff_len = u32::from_le_bytes([webp[4], webp[5], webp[6], webp[7]]) as usize;
     let body = &webp[12..riff_len.saturating_add(8).clamp(12, webp.len())];
-    let size = |c: Chunk<'_>| bitstream_info(&c).ok().map(|(w, h, _)| (w, h));
-    let mut sizes = Vec::new();
+    // Width and height stored minus one, 24 bits each, at `at`.
+    let size_at = |p: &[u8], at: usize| {
+        let b = p.get(at..at + 6)?;
+        let w = u32::from_le_bytes([b[0], b[1], b[2], 0]) + 1;
+        let h = u32::from_le_bytes([b[3], b[4], b[5], 0]) + 1;
+        Some((w, h))
+    };
+    let found = |c: Chunk<'_>, container| {
+        bitstream_info(&c).ok().map(|(w, h, _)| Bitstream {
+            size: (w, h),
+            container,
+        })
+    };
+    let mut canvas = None;
+    let mut out = Vec::new();
     for chunk in walk(body) {
-        if &chunk.fourcc == b"ANMF" {
-            // 16 bytes of frame header (offset, size, duration, flags), then its chunks.
-            sizes.extend(walk(chunk.payload.get(16..).unwrap_or_default()).filter_map(size));
-        } else {
-            sizes.extend(size(chunk));
+        match &chunk.fourcc {
+            b"VP8X" => canvas = size_at(chunk.payload, 4),
+            // Offset (2 × 24 bits), then the frame's size, duration and flags; its chunks.
+            b"ANMF" => {
+                let frame = size_at(chunk.payload, 6);
+                let inner = walk(chunk.payload.get(16..).unwrap_or_default());
+                out.extend(inner.filter_map(|c| found(c, frame)));
+            }
+            _ => out.extend(found(chunk, canvas)),
         }
     }
-    sizes
+    out
 }
 
 fn write_chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], payload: &[u8]) {
@@ -179,14 +205,14 @@ mod tests {
     }
 
     #[test]
-    fn declared_sizes_read_every_bitstream_even_cut_short() {
+    fn bitstreams_are_read_with_their_container_sizes_even_cut_short() {
         let mut body = b"WEBP".to_vec();
         write_chunk(&mut body, b"VP8X", &[0x10, 0, 0, 0, 39, 0, 0, 27, 0, 0]);
         // VP8: frame tag, start code, 14-bit sizes (upper 2 bits are scaling, ignored).
         let vp8 = [0, 0, 0, 0x9d, 0x01, 0x2a, 0xff, 0xf1, 0x53, 0x14];
         write_chunk(&mut body, b"VP8 ", &vp8);
-        // An animation frame holding a VP8L bitstream of 3×2.
-        let mut anmf = vec![0u8; 16];
+        // An animation frame of 4×2 holding a VP8L bitstream of 3×2.
+        let mut anmf = vec![0, 0, 0, 0, 0, 0, 3, 0, 0, 1, 0, 0, 100, 0, 0, 0];
         let bits: u32 = 2 | (1 << 14);
         let mut vp8l = vec![0x2f];
         vp8l.extend_from_slice(&bits.to_le_bytes());
@@ -195,10 +221,18 @@ mod tests {
         let mut file = b"RIFF".to_vec();
         file.extend_from_slice(&(body.len() as u32).to_le_bytes());
         file.extend_from_slice(&body);
-        assert_eq!(declared_sizes(&file), vec![(12799, 5203), (3, 2)]);
+        let still = Bitstream {
+            size: (12799, 5203),
+            container: Some((40, 28)),
+        };
+        let frame = Bitstream {
+            size: (3, 2),
+            container: Some((4, 2)),
+        };
+        assert_eq!(bitstreams(&file), vec![still, frame]);
         // Cut inside the animation frame: what is there is still read.
-        assert_eq!(declared_sizes(&file[..file.len() - 8]), vec![(12799, 5203)]);
-        assert!(declared_sizes(b"RIFF").is_empty());
+        assert_eq!(bitstreams(&file[..file.len() - 8]), vec![still]);
+        assert!(bitstreams(b"RIFF").is_empty());
     }
 
     #[test]

@@ -940,6 +940,53 @@ fn webp_frame_larger_than_its_canvas_is_refused_from_the_header() {
     assert!(e.message.contains("12799×5203"), "{}", e.message);
 }
 
+/// Found by fuzzing (fuzz/run decode): an animated WebP whose 40×28 frame holds a VP8
+/// bitstream of 7208×0 made image-webp 0.2.4 panic (yuv.rs, a slice out of range), which
+/// the pipeline contained as a 500; a bitstream whose size differs from its frame's is
+/// now a 415 before decoding, as libwebp has it.
+#[test]
+fn webp_animation_frame_whose_bitstream_disagrees_with_it_is_415() {
+    fn chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], payload: &[u8]) {
+        out.extend_from_slice(fourcc);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+        if payload.len() % 2 == 1 {
+            out.push(0);
+        }
+    }
+    let simple = render_ok(
+        &png_of(&DynamicImage::ImageRgb8(photo(40, 28))),
+        &spec(None, None, None, Format::Webp),
+    )
+    .bytes;
+    assert_eq!(&simple[12..16], b"VP8 ");
+    let vp8 = &simple[20..];
+    // VP8X (animation flag, 40×28 canvas), ANIM, one ANMF frame of 40×28 at 0,0.
+    let animation = |bitstream: &[u8]| {
+        let mut body = b"WEBP".to_vec();
+        chunk(&mut body, b"VP8X", &[0x02, 0, 0, 0, 39, 0, 0, 27, 0, 0]);
+        chunk(&mut body, b"ANIM", &[0, 0, 0, 0, 0, 0]);
+        let mut frame = vec![0, 0, 0, 0, 0, 0, 39, 0, 0, 27, 0, 0, 100, 0, 0, 0];
+        chunk(&mut frame, b"VP8 ", bitstream);
+        chunk(&mut body, b"ANMF", &frame);
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        file.extend_from_slice(&body);
+        file
+    };
+    let out = render_ok(&animation(vp8), &w(20, Format::Png));
+    assert_eq!((out.width, out.height), (20, 14));
+    // Sizes at 6..8 and 8..10 of the bitstream (after the frame tag and start code).
+    for (width, height) in [(7208u16, 0u16), (7208, 28), (40, 27)] {
+        let mut bad = vp8.to_vec();
+        bad[6..8].copy_from_slice(&width.to_le_bytes());
+        bad[8..10].copy_from_slice(&height.to_le_bytes());
+        let e = render_err(&animation(&bad), &w(20, Format::Png), &Limits::default());
+        assert_eq!(e.kind, ErrorKind::UnsupportedImage, "{width}×{height}: {e}");
+        assert!(e.message.contains("WebP"), "{}", e.message);
+    }
+}
+
 #[test]
 fn animated_png_renders_its_first_frame() {
     let (width, height) = (20u32, 10u32);
