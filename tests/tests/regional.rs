@@ -128,6 +128,15 @@ fn regional_command() -> Command {
 
 impl RegionalFunction {
     async fn start(moto: &MotoServer, env: &[(&str, &str)]) -> RegionalFunction {
+        Self::spawn(regional_command(), moto, env).await
+    }
+
+    /// `command` (a Lambda binary) behind a Runtime API of this test, the bucket on moto.
+    async fn spawn(
+        mut command: Command,
+        moto: &MotoServer,
+        env: &[(&str, &str)],
+    ) -> RegionalFunction {
         let (queue, receiver) = mpsc::channel(16);
         let api = Api::default();
         *api.queue.lock().await = Some(receiver);
@@ -143,7 +152,6 @@ impl RegionalFunction {
         let logs = tempfile::tempdir().unwrap();
         let stdout = logs.path().join("stdout");
         let stderr = logs.path().join("stderr");
-        let mut command = regional_command();
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -510,78 +518,137 @@ fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// A CloudFront origin-request event (the edge `bootstrap`'s input) for `uri?query`.
+fn origin_request(uri: &str, query: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../edge/tests/fixtures/cloudfront/image_001-w512-webp.json");
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["Records"][0]["cf"]["request"]["uri"] = json!(uri);
+    event["Records"][0]["cf"]["request"]["querystring"] = json!(query);
+    event
+}
+
+/// The events of one binary's measurement: one answered without a store call, one for the
+/// stored variant, and one building a new variant of width `w`.
+struct Workload {
+    name: &'static str,
+    binary: &'static str,
+    no_store_call: Value,
+    stored: Value,
+    build: fn(u32) -> Value,
+}
+
 /// Not a test but the measurement behind docs/deploy.md#choosing-a-mode (prints a table):
-/// `cargo test --release --test regional -- --ignored --nocapture` (with
-/// `IMGEDGE_REGIONAL_BIN`/`IMGEDGE_REGIONAL_RUNNER` for another build). Cold = spawn of the
-/// binary → its first answer; handler = the `total_ms` its request line reports.
+/// `cargo test --release --test regional -- --ignored --nocapture`. Both Rust handlers, the
+/// regional binary and the edge `bootstrap` (without the Node shim, which infra/edge-shim's
+/// bench measures), behind this test's Runtime API against moto, on one machine in one run.
+/// Cold = spawn of the binary → its first answer; handler = the `total_ms` of its request line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test: run it with --ignored --nocapture"]
 async fn measure_cold_start_and_handler_time() {
     let moto = MotoServer::start();
-    let master = master_png(1024, 768);
-    bucket_with(&moto, &[(MASTER, master)]).await;
-    let reused = format!("/{}", variant_key(MASTER, "w=512&fmt=webp", "webp"));
-    let no_store_call = format!("/{}", variant_key(MASTER, "fmt=webp&w=512", "webp"));
-    let mut warm = RegionalFunction::start(&moto, &[]).await;
-    assert_eq!(warm.invoke(miss(&reused, None)).await["statusCode"], 200);
-
-    let mut table = Vec::new();
-    for (what, path, status) in [
-        ("cold, no S3 call (a name it refuses)", &no_store_call, 404),
-        ("cold, stored variant (1 round trip)", &reused, 200),
-    ] {
-        let mut samples = Vec::new();
-        for _ in 0..8 {
-            let started = std::time::Instant::now();
-            let mut function = RegionalFunction::start(&moto, &[]).await;
-            assert_eq!(
-                function.invoke(miss(path, None)).await["statusCode"],
-                status
-            );
-            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    bucket_with(&moto, &[(MASTER, master_png(1024, 768))]).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"bucket": BUCKET, "region": "us-east-1", "endpoint_url": moto.endpoint()})
+            .to_string(),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let workloads = [
+        Workload {
+            name: "regional",
+            binary: "regional",
+            no_store_call: miss(
+                &format!("/{}", variant_key(MASTER, "fmt=webp&w=512", "webp")),
+                None,
+            ),
+            stored: miss(
+                &format!("/{}", variant_key(MASTER, "w=512&fmt=webp", "webp")),
+                None,
+            ),
+            build: |w| {
+                miss(
+                    &format!(
+                        "/{}",
+                        variant_key(MASTER, &format!("w={w}&fmt=webp"), "webp")
+                    ),
+                    None,
+                )
+            },
+        },
+        Workload {
+            name: "edge bootstrap",
+            binary: "bootstrap",
+            no_store_call: origin_request(&format!("/{MASTER}"), "w=0"),
+            stored: origin_request(&format!("/{MASTER}"), "w=512&fmt=webp"),
+            // Widths the regional run did not store.
+            build: |w| origin_request(&format!("/{MASTER}"), &format!("w={}&fmt=webp", w + 200)),
+        },
+    ];
+    println!("| binary | measure | n | min | median (ms) |\n|---|---|---|---|---|");
+    let env = [("IMGEDGE_CONFIG", config.as_str())];
+    for load in workloads {
+        let spawn = || RegionalFunction::spawn(Command::new(bin_path(load.binary)), &moto, &env);
+        let mut table: Vec<(String, Vec<f64>)> = Vec::new();
+        // The stored variant exists before the first cold start asks for it.
+        spawn().await.invoke(load.stored.clone()).await;
+        for (what, event) in [
+            ("cold, no store call", &load.no_store_call),
+            ("cold, stored variant", &load.stored),
+        ] {
+            let mut samples = Vec::new();
+            for _ in 0..8 {
+                let started = std::time::Instant::now();
+                let mut function = spawn().await;
+                function.invoke(event.clone()).await;
+                samples.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            table.push((what.to_string(), samples));
         }
-        table.push((what.to_string(), samples));
-    }
-    let mut through = Vec::new();
-    for _ in 0..100 {
-        let started = std::time::Instant::now();
-        assert_eq!(warm.invoke(miss(&reused, None)).await["statusCode"], 200);
-        through.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    table.push((
-        "warm, stored variant, harness round trip".to_string(),
-        through,
-    ));
-    for w in 400..420 {
-        let path = format!(
-            "/{}",
-            variant_key(MASTER, &format!("w={w}&fmt=webp"), "webp")
-        );
-        assert_eq!(warm.invoke(miss(&path, None)).await["statusCode"], 200);
-    }
-    let records = warm.records();
-    let total = |outcome: &str| -> Vec<f64> {
-        records
-            .iter()
-            .filter(|r| r["outcome"] == outcome)
-            .map(|r| r["total_ms"].as_f64().unwrap())
-            .collect()
-    };
-    table.push((
-        "handler total_ms, stored variant (reused)".to_string(),
-        total("reused"),
-    ));
-    table.push((
-        "handler total_ms, new variant 1024×768 → ~410w WebP (built)".to_string(),
-        total("built"),
-    ));
-    println!("| measure | n | min | median (ms) |\n|---|---|---|---|");
-    for (what, samples) in table {
-        let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
-        println!(
-            "| {what} | {} | {min:.1} | {:.1} |",
-            samples.len(),
-            median(samples)
-        );
+        let mut warm = spawn().await;
+        let mut through = Vec::new();
+        for _ in 0..100 {
+            let started = std::time::Instant::now();
+            warm.invoke(load.no_store_call.clone()).await;
+            through.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        table.push((
+            "warm event, no store call, through the harness".to_string(),
+            through,
+        ));
+        for _ in 0..50 {
+            warm.invoke(load.stored.clone()).await;
+        }
+        for w in 400..420 {
+            warm.invoke((load.build)(w)).await;
+        }
+        let records = warm.records();
+        let total = |outcome: &str| -> Vec<f64> {
+            records
+                .iter()
+                .filter(|r| r["outcome"] == outcome)
+                .map(|r| r["total_ms"].as_f64().unwrap())
+                .collect()
+        };
+        table.push((
+            "handler total_ms, stored variant".to_string(),
+            total("reused"),
+        ));
+        table.push((
+            "handler total_ms, new ~410w WebP of 1024×768".to_string(),
+            total("built"),
+        ));
+        for (what, samples) in table {
+            let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+            println!(
+                "| {} | {what} | {} | {min:.1} | {:.1} |",
+                load.name,
+                samples.len(),
+                median(samples)
+            );
+        }
     }
 }
