@@ -36,13 +36,16 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(180);
 struct Pending {
     id: String,
     event: Value,
-    answer: oneshot::Sender<Result<Value, String>>,
+    answer: Answer,
 }
+
+/// Where the function's answer to one event goes: its response, or its error report.
+type Answer = oneshot::Sender<Result<Value, String>>;
 
 #[derive(Clone, Default)]
 struct Api {
     queue: Arc<tokio::sync::Mutex<Option<mpsc::Receiver<Pending>>>>,
-    inflight: Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, String>>>>>,
+    inflight: Arc<Mutex<HashMap<String, Answer>>>,
     init_error: Arc<Mutex<Option<String>>>,
 }
 
