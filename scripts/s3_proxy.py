@@ -68,6 +68,11 @@ S3_ERRORS = {
 }
 
 
+# A connection ends quietly on these: the peer went away, sent what is not HTTP/1.x, or stop()
+# cancelled it (not an unretrieved exception).
+_GONE = (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, asyncio.CancelledError)
+
+
 @dataclass
 class Logged:
     listener: str
@@ -251,9 +256,7 @@ class S3Proxy:
                 await writer.drain()
                 if headers.get(b"connection", b"").lower() == b"close":
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            return
-        except asyncio.CancelledError:  # stop(): quietly, not as an unretrieved exception
+        except _GONE:
             return
         finally:
             writer.close()
@@ -315,9 +318,7 @@ class S3Proxy:
                 writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
                              b"content-length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            return
-        except asyncio.CancelledError:
+        except _GONE:
             return
         finally:
             writer.close()

@@ -308,6 +308,8 @@ export class FaultProxy {
     proxy.child = spawn(process.env.PYTHON ?? "python3", [script, "--upstream", upstream.replace("http://", "")], {
       stdio: ["ignore", "pipe", "inherit"],
     });
+    // Not left behind by a test file that ends without its `after` (a crash, a timeout).
+    process.once("exit", () => proxy.child.kill("SIGKILL"));
     const line = await new Promise((resolve, reject) => {
       let out = "";
       proxy.child.stdout.on("data", (d) => {
