@@ -306,6 +306,15 @@ fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Master> {
     // the canvas it reports below, and it panics on a mismatch in an animation frame; both
     // found by fuzzing (a 40×28 canvas over a 12799×5203 frame: ~100 MB for 300 bytes; a
     // 40×28 frame holding a 7208×0 bitstream). libwebp refuses such files too.
+    // It also allocates what a metadata chunk states before reading it (fuzzing: an EXIF
+    // chunk stating 788 MB in a 440-byte file).
+    if let Some((fourcc, len)) = riff::overlong_chunk(bytes) {
+        let name = String::from_utf8_lossy(&fourcc).trim_end().to_string();
+        return Err(corrupt(
+            format,
+            format!("the {name} chunk states {len} bytes, past the end of the file"),
+        ));
+    }
     for stream in riff::bitstreams(bytes) {
         let (width, height) = stream.size;
         check_pixels(width, height, limits)?;

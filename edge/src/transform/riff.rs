@@ -63,6 +63,40 @@ fn walk(mut data: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
     })
 }
 
+/// The RIFF body of a WebP file (after `WEBP`), up to the RIFF size or the data's end.
+fn body(webp: &[u8]) -> Option<&[u8]> {
+    if webp.len() < 12 || &webp[0..4] != b"RIFF" {
+        return None;
+    }
+    let riff_len = u32::from_le_bytes([webp[4], webp[5], webp[6], webp[7]]) as usize;
+    Some(&webp[12..riff_len.saturating_add(8).clamp(12, webp.len())])
+}
+
+/// The first chunk (at the top level or inside an `ANMF` frame) whose stated length runs
+/// past the end of the RIFF data, and that length. A decoder may allocate what a chunk
+/// states before reading it (image-webp does for `EXIF`).
+pub fn overlong_chunk(webp: &[u8]) -> Option<([u8; 4], u32)> {
+    fn scan(mut data: &[u8]) -> Option<([u8; 4], u32)> {
+        while data.len() >= 8 {
+            let fourcc = [data[0], data[1], data[2], data[3]];
+            let len = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+            let Some(payload) = data.get(8..8 + len as usize) else {
+                return Some((fourcc, len));
+            };
+            if &fourcc == b"ANMF" {
+                if let Some(found) = scan(payload.get(16..).unwrap_or_default()) {
+                    return Some(found);
+                }
+            }
+            data = data
+                .get(8 + len as usize + (len as usize & 1)..)
+                .unwrap_or_default();
+        }
+        None
+    }
+    scan(body(webp)?)
+}
+
 /// One image bitstream of a WebP file: the size its own header declares, and the size its
 /// container gives it (the `VP8X` canvas for a still image, the `ANMF` frame's size for an
 /// animation frame; `None` in the simple format, where the bitstream is the image).
@@ -77,11 +111,9 @@ pub struct Bitstream {
 /// bitstream's size, and image-webp neither makes it agree with the container's before
 /// decoding nor survives a mismatch in an animation frame.
 pub fn bitstreams(webp: &[u8]) -> Vec<Bitstream> {
-    if webp.len() < 12 || &webp[0..4] != b"RIFF" {
+    let Some(body) = body(webp) else {
         return Vec::new();
-    }
-    let riff_len = u32::from_le_bytes([webp[4], webp[5], webp[6], webp[7]]) as usize;
-    let body = &webp[12..riff_len.saturating_add(8).clamp(12, webp.len())];
+    };
     // Width and height stored minus one, 24 bits each, at `at`.
     let size_at = |p: &[u8], at: usize| {
         let b = p.get(at..at + 6)?;
@@ -233,6 +265,15 @@ mod tests {
         // Cut inside the animation frame: what is there is still read.
         assert_eq!(bitstreams(&file[..file.len() - 8]), vec![still]);
         assert!(bitstreams(b"RIFF").is_empty());
+        assert_eq!(overlong_chunk(&file), None);
+        assert_eq!(
+            overlong_chunk(&file[..file.len() - 8]),
+            Some((*b"ANMF", 30))
+        );
+        let mut inner = file.clone();
+        let at = inner.len() - 10; // the VP8L chunk's length, inside the ANMF frame
+        inner[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        assert_eq!(overlong_chunk(&inner), Some((*b"VP8L", 1000)));
     }
 
     #[test]

@@ -987,6 +987,32 @@ fn webp_animation_frame_whose_bitstream_disagrees_with_it_is_415() {
     }
 }
 
+/// Found by fuzzing (fuzz/run decode): an extended WebP whose `EXIF` chunk states
+/// 788,529,166 bytes in a 440-byte file; image-webp allocated that much before reading
+/// it. A chunk that runs past the end of the file is now a 415 before decoding.
+#[test]
+fn webp_chunk_stating_more_than_the_file_holds_is_415_before_decoding() {
+    let simple = render_ok(
+        &png_of(&DynamicImage::ImageRgb8(photo(16, 16))),
+        &spec(None, None, None, Format::Webp),
+    )
+    .bytes;
+    // VP8X (EXIF flag, 16×16), the simple file's VP8 chunk, then EXIF stating 0x2f00000e.
+    let mut body = b"WEBPVP8X\x0a\0\0\0\x08\0\0\0\x0f\0\0\x0f\0\0".to_vec();
+    body.extend_from_slice(&simple[12..]);
+    body.extend_from_slice(b"EXIF\x0e\0\0\x2fMM\0*\0\0\0\x08\0\0\0\0\0\0");
+    let mut webp = b"RIFF".to_vec();
+    webp.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    webp.extend_from_slice(&body);
+    let e = render_err(&webp, &w(8, Format::Png), &Limits::default());
+    assert_eq!(e.kind, ErrorKind::UnsupportedImage, "{e}");
+    assert!(
+        e.message.contains("EXIF chunk states 788529166 bytes"),
+        "{}",
+        e.message
+    );
+}
+
 #[test]
 fn animated_png_renders_its_first_frame() {
     let (width, height) = (20u32, 10u32);
