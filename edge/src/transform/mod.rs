@@ -91,6 +91,11 @@ pub struct Rendered {
 /// when the header cannot be read (the render then reports why).
 pub fn master_size(master: &[u8]) -> Option<(u32, u32)> {
     use image::ImageDecoder as _;
+    // image-webp allocates what a chunk states before reading it (`orientation` reads
+    // EXIF): a WebP chunk past the end of the file is left to the render's 415.
+    if riff::overlong_chunk(master).is_some() {
+        return None;
+    }
     let reader = image::ImageReader::new(std::io::Cursor::new(master))
         .with_guessed_format()
         .ok()?;

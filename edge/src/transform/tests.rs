@@ -924,6 +924,7 @@ fn webp_frame_larger_than_its_canvas_is_refused_from_the_header() {
 
     // The fuzzer's own input (after its 3 bytes of spec): a 40×28 canvas over a
     // 12799×5203 frame; with the fuzz target's 1 MiP limit it needed over 64 MiB of heap.
+    // Its VP8 chunk is also cut short, which is now refused first (415), as cheaply.
     use base64::Engine as _;
     let found = base64::engine::general_purpose::STANDARD
         .decode(
@@ -936,6 +937,14 @@ fn webp_frame_larger_than_its_canvas_is_refused_from_the_header() {
         ..Limits::default()
     };
     let e = render_err(&found, &w(64, Format::Webp), &small);
+    assert_eq!(e.kind, ErrorKind::UnsupportedImage, "{e}");
+    assert!(e.message.contains("past the end"), "{}", e.message);
+    // Made whole (zero padding after the cut chunk), its frame size is what is refused.
+    let mut whole = found.clone();
+    whole.resize(found.len() + 400, 0);
+    let riff_len = (whole.len() - 8) as u32;
+    whole[4..8].copy_from_slice(&riff_len.to_le_bytes());
+    let e = render_err(&whole, &w(64, Format::Webp), &small);
     assert_eq!(e.kind, ErrorKind::ImageTooLarge, "{e}");
     assert!(e.message.contains("12799×5203"), "{}", e.message);
 }
@@ -1011,6 +1020,8 @@ fn webp_chunk_stating_more_than_the_file_holds_is_415_before_decoding() {
         "{}",
         e.message
     );
+    // The service reads the size first (to clamp the box): that read allocates nothing.
+    assert_eq!(master_size(&webp), None);
 }
 
 #[test]
