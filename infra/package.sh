@@ -61,16 +61,18 @@ bootstrap="$build_dir/bootstrap/bootstrap"
 
 if [[ "$skip_build" == false ]]; then
     # cargo-lambda brings zig, which links against glibc 2.17 as Lambda needs.
-    if ! command -v cargo-lambda >/dev/null 2>&1; then
-        # The project's pinned tool venv (scripts/tools.sh) has cargo-lambda and its zig.
+    if ! command -v cargo-lambda >/dev/null 2>&1 || ! command -v nasm >/dev/null 2>&1; then
+        # The project's pinned tool venv (scripts/tools.sh) has cargo-lambda and its zig;
+        # nasm assembles rav1e's x86-64 code (the AVIF encoder).
         # shellcheck source=scripts/tools.sh
         . "$ROOT/scripts/tools.sh"
         imgedge_tools
+        imgedge_nasm
     fi
     # The lean bootstrap: the core and the Lambda runtime only (no emulator, no CLI), and
     # no symbols — the zip's size is paid on every cold start in every region.
     (cd "$ROOT" && CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_DEBUG=false \
-        cargo lambda build --release --bin bootstrap --no-default-features --features lambda \
+        cargo lambda build --release --bin bootstrap --no-default-features --features lambda,avif-asm \
         --target "$TARGET" --lambda-dir "$build_dir")
 fi
 [[ -x "$bootstrap" ]] || { echo "no bootstrap at $bootstrap (build it first)" >&2; exit 1; }

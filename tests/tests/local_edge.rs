@@ -105,6 +105,12 @@ fn every_format_has_its_magic_bytes_and_content_type() {
         (
             "/photos/portrait.jpg?w=120&fmt=auto",
             &[("accept", "image/avif,image/*,*/*;q=0.8")],
+            "image/avif",
+            is_avif,
+        ),
+        (
+            "/photos/portrait.jpg?w=120&fmt=auto",
+            &[("accept", "image/apng,image/*,*/*;q=0.8")],
             "image/jpeg",
             is_jpeg,
         ),
@@ -249,7 +255,7 @@ fn canonical_spellings_share_one_object_and_one_cache_entry() {
         objects,
         vec![dir
             .path()
-            .join("_variants/v1/landscape.png/w=200,fmt=webp.webp")]
+            .join("_variants/v2/landscape.png/w=200,fmt=webp.webp")]
     );
     assert_eq!(std::fs::read(&objects[0]).unwrap(), first.body);
 }

@@ -200,7 +200,7 @@ fn signed_urls_from_the_generator_are_served_and_oversize_requests_share_one_obj
         .collect();
     assert_eq!(
         keys,
-        ["_variants/v1/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"]
+        ["_variants/v2/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"]
     );
 }
 
