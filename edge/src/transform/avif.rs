@@ -60,6 +60,11 @@ fn threads(tiles: usize) -> usize {
 
 /// Encode RGB or RGBA (unassociated alpha) as AVIF at quality `q`.
 pub fn encode(px: &Pixels, q: u8) -> Result<Vec<u8>> {
+    encode_with(px, q, None)
+}
+
+/// [`encode`] with rav1e's thread count fixed (`None`: one per tile, at most the cores).
+fn encode_with(px: &Pixels, q: u8, threads: Option<usize>) -> Result<Vec<u8>> {
     if px.width >= MAX_SIDE || px.height >= MAX_SIDE {
         return Err(Error::image_too_large(format!(
             "a {}×{} image cannot be written as AVIF (at most {} pixels a side); ask for a smaller w or h",
@@ -78,12 +83,14 @@ pub fn encode(px: &Pixels, q: u8) -> Result<Vec<u8>> {
     let (w, h) = (px.width as usize, px.height as usize);
     let planes = Yuv420::from_rgb(&px.data, n, w, h);
     let tiles = tiles(w, h);
+    let threads = threads.unwrap_or_else(|| self::threads(tiles));
     let colour = Plane {
         w,
         h,
         sampling: ChromaSampling::Cs420,
         quantizer: quantizer(q),
         tiles,
+        threads,
     };
     let (colour, alpha) = std::thread::scope(|s| {
         // The alpha plane is coded on its own thread while the colour is.
@@ -97,6 +104,7 @@ pub fn encode(px: &Pixels, q: u8) -> Result<Vec<u8>> {
                     sampling: ChromaSampling::Cs400,
                     quantizer: alpha_quantizer(q),
                     tiles,
+                    threads,
                 }
                 .encode(&[(&a, w)])
             })
@@ -180,6 +188,7 @@ struct Plane {
     sampling: ChromaSampling,
     quantizer: u8,
     tiles: usize,
+    threads: usize,
 }
 
 impl Plane {
@@ -219,7 +228,7 @@ impl Plane {
         };
         Config::new()
             .with_encoder_config(encoder)
-            .with_threads(threads(self.tiles))
+            .with_threads(self.threads)
     }
 
     /// Encode planes given as (samples, stride) pairs; returns the AV1 bitstream.
@@ -267,6 +276,24 @@ mod tests {
         assert_eq!(tiles(1024, 1024), 1);
         assert_eq!(tiles(1600, 1600), 3);
         assert_eq!(tiles(8192, 8192), MAX_TILES);
+    }
+
+    /// Variants are cached forever: the bytes must not depend on the machine's cores.
+    #[test]
+    fn threads_do_not_change_the_bytes() {
+        let (w, h) = (1280u32, 1040u32);
+        assert!(tiles(w as usize, h as usize) >= 2);
+        let data: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [(x / 5) as u8, (y / 4) as u8, ((x ^ y) / 3) as u8, (255 - x / 6) as u8]
+            })
+            .collect();
+        let px = Pixels::new(w, h, 4, data);
+        let one = encode_with(&px, 60, Some(1)).unwrap();
+        let two = encode_with(&px, 60, Some(2)).unwrap();
+        assert!(one == two, "1 and 2 threads gave different AVIF bytes");
+        assert_eq!(&one[4..12], b"ftypavif");
     }
 
     #[test]
