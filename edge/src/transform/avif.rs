@@ -286,7 +286,12 @@ mod tests {
         let data: Vec<u8> = (0..w * h)
             .flat_map(|i| {
                 let (x, y) = (i % w, i / w);
-                [(x / 5) as u8, (y / 4) as u8, ((x ^ y) / 3) as u8, (255 - x / 6) as u8]
+                [
+                    (x / 5) as u8,
+                    (y / 4) as u8,
+                    ((x ^ y) / 3) as u8,
+                    (255 - x / 6) as u8,
+                ]
             })
             .collect();
         let px = Pixels::new(w, h, 4, data);
