@@ -83,7 +83,7 @@ fn every_format_has_its_magic_bytes_and_content_type() {
     let edge = EdgeServer::start(dir.path(), &[]);
     type Check = fn(&[u8]) -> bool;
     type Headers<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(&str, Headers, &str, Check); 9] = [
+    let cases: [(&str, Headers, &str, Check); 10] = [
         ("/landscape.png?w=100&fmt=webp", &[], "image/webp", is_webp),
         ("/landscape.png?w=100&fmt=png", &[], "image/png", is_png),
         ("/landscape.png?w=100", &[], "image/png", is_png),
