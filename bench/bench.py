@@ -11,7 +11,12 @@ What is measured (docs/performance.md has the why):
 - floor: the parts of imgedge's work measured alone (bare inflate, full PNG decode, encode
   of an output-sized image), interleaved with the rest.
 - quality: output bytes and SSIM against a reference downscale made by Pillow's Lanczos
-  (premultiplied for RGBA; alpha outputs are composited over grey before comparing).
+  (premultiplied for RGBA; alpha outputs are composited over grey before comparing; a
+  master with an ICC profile is first converted to sRGB by Little CMS, Pillow's ImageCms).
+- AVIF against sharp's `avif()` at its defaults: imgedge's q is searched so both sides have
+  the same SSIM (within 0.002), then timed; the imgedge worker is pinned to one core
+  (`taskset`, so rav1e's tiles run one after another) and a second, unpinned one reports
+  both cores separately. The defaults table compares imgedge's own AVIF and WebP at q 80.
 """
 
 import argparse
@@ -28,8 +33,10 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+import io
+
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 from skimage.metrics import structural_similarity
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,6 +51,16 @@ class Task:
     quality: int
     target: float | None  # the issue's target for the warm ratio imgedge/sharp
     quick: bool = False
+    # sharp's quality: SAME as `quality`, or None for the format's defaults (`avif()`).
+    sharp_quality: int | None | str = "same"
+    # Search imgedge's q for the SSIM sharp's output has (±0.002) before timing.
+    match_ssim: bool = False
+    # imgedge's worker pinned to one core (sharp runs one libvips thread); the unpinned
+    # worker's time is reported beside it.
+    one_core: bool = False
+    # Fewer rounds and renders for slow tasks (None: the run's own).
+    rounds: int | None = None
+    iters: int | None = None
 
     @property
     def slug(self) -> str:
@@ -57,6 +74,23 @@ TASKS = [
     Task("2048 RGB → 256w WebP q80", "retina-2048.png", 256, "webp", 80, 0.45),
     Task("1024 RGBA → 512w PNG", "motorcycle-rgba-1024.png", 512, "png", 80, None, quick=True),
     Task("1024 RGBA → 512w WebP q80", "motorcycle-rgba-1024.png", 512, "webp", 80, 0.45),
+    Task("1024 RGB → 512w AVIF, sharp avif() defaults", "astronaut-1024.png", 512, "avif", 75, 1.0,
+         quick=True, sharp_quality=None, match_ssim=True, one_core=True, rounds=4, iters=2),
+    Task("2048 RGB → 1600w AVIF, sharp avif() defaults", "retina-2048.png", 1600, "avif", 85, 1.0,
+         sharp_quality=None, match_ssim=True, one_core=True, rounds=2, iters=1),
+    Task("1024 RGB sRGB-tagged → 512w WebP q80", "astronaut-srgb-1024.png", 512, "webp", 80, 0.40),
+    Task("1024 RGB sRGB-tagged → 512w JPEG q80", "astronaut-srgb-1024.png", 512, "jpeg", 80, 0.30),
+    Task("1024 RGB sRGB-tagged → 512w PNG", "astronaut-srgb-1024.png", 512, "png", 80, None),
+    Task("1024 RGB Display P3 → 512w WebP q80", "astronaut-p3-1024.png", 512, "webp", 80, 0.40),
+]
+
+# Every bench master at the size the AVIF tasks use: imgedge's default AVIF against its
+# default WebP (issue 14: SSIM within 0.005 at ≤ 0.80× the bytes).
+AVIF_DEFAULTS = [
+    ("astronaut-1024.png", 512),
+    ("coffee-1024.png", 512),
+    ("motorcycle-rgba-1024.png", 512),
+    ("retina-2048.png", 1600),
 ]
 
 
@@ -135,11 +169,26 @@ def composite_grey(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def in_srgb(master: Image.Image) -> Image.Image:
+    """The master's pixels in sRGB: converted by Little CMS when it carries a profile."""
+    icc = master.info.get("icc_profile")
+    if not icc:
+        return master
+    mode = "RGBA" if master.mode in ("RGBA", "LA") else "RGB"
+    img = master.convert(mode)
+    transform = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+                                        mode, mode, renderingIntent=ImageCms.Intent.PERCEPTUAL)
+    out = ImageCms.applyTransform(img, transform)
+    if mode == "RGBA":
+        out.putalpha(img.getchannel("A"))
+    return out
+
+
 def ssim(master: Image.Image, out_path: str) -> float:
     out = Image.open(out_path)
     out.load()
     # Pillow resizes RGBA premultiplied; reducing_gap=None keeps it a single exact pass.
-    ref = master.resize(out.size, Image.Resampling.LANCZOS, reducing_gap=None)
+    ref = in_srgb(master).resize(out.size, Image.Resampling.LANCZOS, reducing_gap=None)
     return float(
         structural_similarity(composite_grey(ref), composite_grey(out), channel_axis=2, data_range=255)
     )
@@ -158,37 +207,56 @@ def bench_tasks(args, tasks: list[Task]) -> list[dict]:
     sharp_cmd = ["node", os.path.join(sharp_dir, "worker.mjs")]
 
     imgedge = Worker("imgedge", [example, "worker"])
+    # One core for the AVIF comparison (taskset; without it, the unpinned worker stands in).
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    imgedge1 = Worker("imgedge-1core", pin + [example, "worker"])
     sharp1 = Worker("sharp", sharp_cmd + ["worker"], env={"SHARP_THREADS": "1"}, cwd=sharp_dir)
     sharp_default = Worker("sharp-default", sharp_cmd + ["worker"], cwd=sharp_dir)
     results = []
     try:
         for task in tasks:
             master = os.path.join(masters_dir, task.master)
-            req = dict(master=master, w=task.width, fmt=task.fmt, q=task.quality)
+            master_img = Image.open(master)
+            master_img.load()
+            sharp_q = task.quality if task.sharp_quality == "same" else task.sharp_quality
+            base = dict(master=master, w=task.width, fmt=task.fmt)
+            sreq = dict(base, q=sharp_q)
             outs = {
                 side: os.path.join(out_dir, f"{task.slug.rsplit('.', 1)[0]}.{side}.{task.fmt}")
-                for side in ("imgedge", "sharp", "sharp-default")
+                for side in ("imgedge", "sharp", "sharp-default", "imgedge-both")
             }
+            quality = task.quality
+            if task.match_ssim and not args.quick:
+                quality = match_quality(imgedge, sharp1, master_img, base, sharp_q, outs)
+            req = dict(base, q=quality)
+            main = imgedge1 if task.one_core else imgedge
             # Warm-up: code paths, allocator pools, libvips' first-use initialisation.
-            imgedge.ask(op="render", iters=2, **req)
+            main.ask(op="render", iters=1 if task.one_core else 2, **req)
             imgedge.ask(op="floor", iters=1, **req)
-            sharp1.ask(op="render", iters=2, **req)
-            sharp_default.ask(op="render", iters=2, **req)
+            sharp1.ask(op="render", iters=1 if task.one_core else 2, **sreq)
+            sharp_default.ask(op="render", iters=1 if task.one_core else 2, **sreq)
+            iters = min(args.iters, task.iters or args.iters)
+            rounds = min(args.rounds, task.rounds or args.rounds)
 
-            samples: dict[str, list[float]] = {k: [] for k in ("imgedge", "sharp", "sharp-default")}
+            sides = ("imgedge", "sharp", "sharp-default") + (("imgedge-both",) if task.one_core else ())
+            samples: dict[str, list[float]] = {k: [] for k in sides}
             stages: dict[str, list[float]] = {k: [] for k in ("decode", "resize", "encode")}
             floor: dict[str, list[float]] = {k: [] for k in ("inflate", "decode", "encode")}
             replies = {}
             steps = [
-                ("imgedge", lambda: imgedge.ask(op="render", iters=args.iters, out=outs["imgedge"], **req)),
-                ("sharp", lambda: sharp1.ask(op="render", iters=args.iters, out=outs["sharp"], **req)),
-                ("floor", lambda: imgedge.ask(op="floor", iters=args.iters, **req)),
+                ("imgedge", lambda: main.ask(op="render", iters=iters, out=outs["imgedge"], **req)),
+                ("sharp", lambda: sharp1.ask(op="render", iters=iters, out=outs["sharp"], **sreq)),
+                ("floor", lambda: imgedge.ask(op="floor", iters=iters, **req)),
                 (
                     "sharp-default",
-                    lambda: sharp_default.ask(op="render", iters=args.iters, out=outs["sharp-default"], **req),
+                    lambda: sharp_default.ask(op="render", iters=iters, out=outs["sharp-default"], **sreq),
                 ),
             ]
-            for r in range(args.rounds):
+            if task.one_core:
+                steps.append(
+                    ("imgedge-both", lambda: imgedge.ask(op="render", iters=iters, out=outs["imgedge-both"], **req))
+                )
+            for r in range(rounds):
                 k = r % len(steps)
                 for side, step in steps[k:] + steps[:k]:
                     reply = step()
@@ -205,22 +273,23 @@ def bench_tasks(args, tasks: list[Task]) -> list[dict]:
 
             # One-shot processes, interleaved too.
             once: dict[str, list[tuple[float, float]]] = {"imgedge": [], "sharp": []}
-            for _ in range(args.once):
+            for _ in range(min(args.once, rounds)):
                 once["imgedge"].append(
-                    run_once([example, "once", master, str(task.width), task.fmt, str(task.quality),
-                              os.path.join(out_dir, "once.imgedge")])
+                    run_once((pin if task.one_core else []) + [example, "once", master, str(task.width), task.fmt,
+                              str(quality), os.path.join(out_dir, "once.imgedge")])
                 )
                 once["sharp"].append(
-                    run_once(sharp_cmd + ["once", master, str(task.width), task.fmt, str(task.quality),
+                    run_once(sharp_cmd + ["once", master, str(task.width), task.fmt,
+                                          "default" if sharp_q is None else str(sharp_q),
                                           os.path.join(out_dir, "once.sharp")], cwd=sharp_dir)
                 )
 
-            master_img = Image.open(master)
-            master_img.load()
             res = {
                 "task": task.name,
                 "master": task.master,
                 "target": task.target,
+                "q": {"imgedge": quality, "sharp": sharp_q},
+                "one_core": task.one_core and bool(pin),
                 "warm": {side: {"median": median(v), "p95": p95(v), "n": len(v)} for side, v in samples.items()},
                 "stages": {s: median(v) for s, v in stages.items()},
                 "floor": {s: median(v) for s, v in floor.items()},
@@ -236,9 +305,62 @@ def bench_tasks(args, tasks: list[Task]) -> list[dict]:
             results.append(res)
             print_task(res)
     finally:
-        for w in (imgedge, sharp1, sharp_default):
+        for w in (imgedge, imgedge1, sharp1, sharp_default):
             w.close()
     return results
+
+
+def match_quality(imgedge: Worker, sharp: Worker, master_img: Image.Image, base: dict, sharp_q, outs) -> int:
+    """imgedge's q whose output has sharp's SSIM (within 0.002, else the closest): SSIM
+    grows with q, so a bisection over 1–100 takes ~7 renders."""
+    sharp.ask(op="render", iters=1, out=outs["sharp"], q=sharp_q, **base)
+    want = ssim(master_img, outs["sharp"])
+    lo, hi, best = 1, 100, None
+    while lo <= hi:
+        q = (lo + hi) // 2
+        imgedge.ask(op="render", iters=1, out=outs["imgedge"], q=q, **base)
+        got = ssim(master_img, outs["imgedge"])
+        if best is None or abs(got - want) < abs(best[1] - want):
+            best = (q, got)
+        if abs(got - want) <= 0.0005:
+            break
+        if got < want:
+            lo = q + 1
+        else:
+            hi = q - 1
+    print(f"  (q {best[0]}: SSIM {best[1]:.4f}, sharp's {want:.4f})", file=sys.stderr)
+    return best[0]
+
+
+def bench_avif_defaults(args) -> list[dict]:
+    """imgedge's default AVIF (q 80) against its default WebP (q 80), every bench master."""
+    example = os.path.join(args.bin_dir, "examples", "bench_transform")
+    worker = Worker("imgedge", [example, "worker"])
+    out_dir = os.path.join(args.work, "out")
+    rows = []
+    try:
+        for name, width in AVIF_DEFAULTS:
+            master = os.path.join(args.work, "masters", name)
+            master_img = Image.open(master)
+            master_img.load()
+            row = {"master": name, "width": width}
+            for fmt in ("webp", "avif"):
+                out = os.path.join(out_dir, f"defaults-{name.removesuffix('.png')}-{width}w.{fmt}")
+                reply = worker.ask(op="render", master=master, w=width, fmt=fmt, q=80, iters=1, out=out)
+                row[fmt] = {"bytes": reply["bytes"], "ssim": ssim(master_img, out), "ms": reply["ms"][0]}
+            rows.append(row)
+    finally:
+        worker.close()
+    print("\n### imgedge's default AVIF vs its default WebP (q 80 both; issue 14: ΔSSIM ≥ −0.005 at ≤ 0.80× bytes)\n")
+    print("| master → width | WebP bytes | AVIF bytes | AVIF/WebP | WebP SSIM | AVIF SSIM | ΔSSIM | AVIF ms | met |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        wb, ab = r["webp"]["bytes"], r["avif"]["bytes"]
+        ws, av = r["webp"]["ssim"], r["avif"]["ssim"]
+        met = ab <= 0.80 * wb and av >= ws - 0.005
+        print(f"| {r['master']} → {r['width']}w | {wb} | {ab} | {ab / wb:.3f} | {ws:.4f} | {av:.4f} | "
+              f"{av - ws:+.4f} | {fmt_ms(r['avif']['ms'])} | {'yes' if met else '**no**'} |")
+    return rows
 
 
 def print_task(r: dict) -> None:
@@ -266,6 +388,14 @@ def print_task(r: dict) -> None:
     print(f"| SSIM vs reference | {s['imgedge']:.4f} | {s['sharp']:.4f} | {s['imgedge'] - s['sharp']:+.4f} |")
     sz = r["size"]
     print(f"| output size | {sz['imgedge'][0]}×{sz['imgedge'][1]} | {sz['sharp'][0]}×{sz['sharp'][1]} | |")
+    q = r["q"]
+    print(f"| quality asked | q={q['imgedge']} | {'avif() defaults' if q['sharp'] is None else 'q=' + str(q['sharp'])} | |")
+    if "imgedge-both" in w:
+        b = w["imgedge-both"]
+        print(f"\nimgedge above is pinned to one core ({'taskset' if r['one_core'] else 'no taskset: unpinned'}); "
+              f"with both cores (rav1e's tiles in parallel): median {fmt_ms(b['median'])} ms, p95 {fmt_ms(b['p95'])} ms "
+              f"({b['median'] / w['sharp']['median']:.2f}× sharp's one thread, "
+              f"{b['median'] / w['sharp-default']['median']:.2f}× sharp's default concurrency).")
     d = w["sharp-default"]
     print(
         f"\nsharp with its default concurrency (libvips threads = cores): median {fmt_ms(d['median'])} ms, "
@@ -601,6 +731,7 @@ def main() -> None:
     )
     results = bench_tasks(args, tasks)
     print_summary(results)
+    defaults = None if (args.task or q) else bench_avif_defaults(args)
     serve = None if args.no_serve else bench_serve(args)
     cold = None if args.no_cold else bench_cold(args)
     # --quick: a tiny distance run (one miss per case at 5 ms) proves that harness works.
@@ -612,7 +743,8 @@ def main() -> None:
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     out = os.path.join(args.work, "results.json")
     with open(out, "w") as f:
-        json.dump({"tasks": results, "serve": serve, "cold": cold, "distance": dist}, f, indent=1, default=str)
+        json.dump({"tasks": results, "avif_defaults": defaults, "serve": serve, "cold": cold, "distance": dist}, f,
+                  indent=1, default=str)
     print(f"raw numbers: {out}")
 
 

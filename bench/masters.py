@@ -7,6 +7,10 @@ Provenance (all in the scikit-image wheel, skimage.data; see docs/performance.md
 - stereo_motorcycle: Middlebury 2014 stereo dataset (Scharstein et al.), 500x741, with its
   disparity map, which gives the RGBA master a real (depth-derived) alpha mask.
 
+Two more carry ICC profiles (tests/fixtures/icc/, written from published primaries): the
+astronaut's pixels tagged sRGB (as Photoshop, Pillow and phones tag PNGs), and tagged
+Display P3 (the same numbers meant as P3 colours: every side converts them to sRGB).
+
 The photos are centre-cropped to a square and resampled with Pillow's Lanczos filter to
 the master size. Every master except retina's downscale is an upscale of a smaller photo,
 so it holds less fine detail than a camera file of that size; both sides see the same
@@ -48,12 +52,26 @@ def motorcycle_rgba(size: int) -> Image.Image:
     return to_size(square(rgba, centre_x=0.45), size)
 
 
+ICC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "icc")
+
+
+def tagged(make, profile: str):
+    def tag() -> Image.Image:
+        img = make()
+        with open(os.path.join(ICC, profile), "rb") as f:
+            img.info["icc_profile"] = f.read()
+        return img
+    return tag
+
+
 MASTERS = {
     "astronaut-1024.png": lambda: to_size(square(data.astronaut()), 1024),
     "coffee-1024.png": lambda: to_size(square(data.coffee()), 1024),
     "retina-2048.png": lambda: to_size(square(data.retina()), 2048),
     "motorcycle-rgba-1024.png": lambda: motorcycle_rgba(1024),
 }
+MASTERS["astronaut-srgb-1024.png"] = tagged(MASTERS["astronaut-1024.png"], "srgb.icc")
+MASTERS["astronaut-p3-1024.png"] = tagged(MASTERS["astronaut-1024.png"], "display-p3.icc")
 
 
 def main() -> None:
@@ -66,7 +84,7 @@ def main() -> None:
         img = make()
         tmp = path + ".tmp"
         # compress_level 6 is the common default of libpng/zlib writers (and sharp's).
-        img.save(tmp, format="PNG", compress_level=6)
+        img.save(tmp, format="PNG", compress_level=6, icc_profile=img.info.get("icc_profile"))
         os.replace(tmp, path)
         print(f"master {name}: {img.size[0]}x{img.size[1]} {img.mode} {os.path.getsize(path)} bytes")
 

@@ -86,11 +86,13 @@ build_dir="$target_dir/lambda"
 lean=(CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_DEBUG=false)
 ensure_cargo_lambda() {
     # cargo-lambda brings zig, which links against an old glibc as Lambda needs.
-    if ! command -v cargo-lambda >/dev/null 2>&1; then
-        # The project's pinned tool venv (scripts/tools.sh) has cargo-lambda and its zig.
+    if ! command -v cargo-lambda >/dev/null 2>&1 || ! command -v nasm >/dev/null 2>&1; then
+        # The project's pinned tool venv (scripts/tools.sh) has cargo-lambda and its zig;
+        # nasm assembles rav1e's x86-64 code (the AVIF encoder).
         # shellcheck source=scripts/tools.sh
         . "$ROOT/scripts/tools.sh"
         imgedge_tools
+        imgedge_nasm
     fi
 }
 # x86_64 with cargo-lambda: the binary $1 with the feature $2, as $build_dir/$1/bootstrap.
@@ -102,9 +104,9 @@ lambda_build() {
         --target "$TARGET" --lambda-dir "$build_dir")
 }
 if [[ "$mode" == edge ]]; then
-    lambda_build bootstrap lambda
+    lambda_build bootstrap lambda,avif-asm
 elif [[ "$arch" == x86_64 ]]; then
-    lambda_build regional regional
+    lambda_build regional regional,avif-asm
 else
     # rustup cannot add targets here; Debian's rustc-web has an arm64 standard library
     # (libstd-rust-web-dev:arm64) and a cross linker (scripts/tools.sh imgedge_arm64).

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The one setup step of imgedge's tests and bench, sourced by scripts/test, bench/run and
 # infra/test.sh. Everything is installed only when missing or when its pinned list
-# changed, so a warm run costs ~nothing; the one system package is the browser:
+# changed, so a warm run costs ~nothing; the system packages are the browser and nasm:
 #   imgedge_tools    the pinned Python tools (moto's S3 server, cfn-lint, shellcheck,
-#                    cargo-lambda with its zig, awscli, Prometheus' text parsers) in one
-#                    venv under the cache dir
+#                    cargo-lambda with its zig, awscli, Prometheus' text parsers, Pillow as
+#                    the tests' independent AVIF decoder and colour management) in one venv
+#                    under the cache dir
+#   imgedge_nasm     Debian's nasm (apt-get): rav1e's assembly, the AVIF encoder's speed
+#                    (edge's default feature avif-asm; every build of the edge crate needs it)
 #   imgedge_bench    the bench's Python venv (scikit-image, Pillow, numpy) and sharp (npm ci)
 #   imgedge_browser  Debian's chromium (apt-get) and puppeteer-core (npm ci in
 #                    tests/browser/), for the playground's browser test
@@ -12,7 +15,7 @@
 #                    the coverage-guided fuzz targets of fuzz/ (fuzz/run)
 #   imgedge_arm64    Debian's rustc-web with its arm64 standard library, the aarch64 linker
 #                    and qemu-user (apt-get), for the regional function's arm64 build and test
-#   imgedge_setup    the tools, bench, browser and fuzz ones (arm64 is set up by its step)
+#   imgedge_setup    the tools, nasm, bench, browser and fuzz ones (arm64 is set up by its step)
 
 IMGEDGE_CACHE=${IMGEDGE_CACHE:-$HOME/.cache/imgedge}
 IMGEDGE_VENV=$IMGEDGE_CACHE/venv
@@ -24,6 +27,7 @@ IMGEDGE_PY_TOOLS=(
   "cargo-lambda==1.9.2"
   "awscli==1.45.11"
   "prometheus-client==0.26.0"
+  "pillow==13.0.0"
 )
 
 imgedge_tools() {
@@ -37,6 +41,29 @@ imgedge_tools() {
     printf '%s' "$want" >"$stamp"
   fi
   export PATH="$IMGEDGE_VENV/bin:$PATH"
+}
+
+# apt-get install, as root or through sudo; anything else is a clear error naming the package.
+imgedge_apt() {
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null; then
+      sudo=(sudo)
+    else
+      echo "imgedge: $* missing and this user is not root and has no sudo;" \
+        "install Debian's $* (apt-get install -y $*) and run again" >&2
+      return 1
+    fi
+  fi
+  echo "==> apt-get install $*" >&2
+  "${sudo[@]}" apt-get update -qq >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# rav1e's x86-64 assembly is assembled by nasm at build time (4–5× faster AVIF encoding;
+# docs/transform.md). Debian's package, installed when missing.
+imgedge_nasm() {
+  command -v nasm >/dev/null || imgedge_apt nasm
 }
 
 # The bench's own tools: sharp from npm (bench/sharp/package-lock.json) and a venv with
@@ -139,6 +166,7 @@ imgedge_arm64() {
 
 imgedge_setup() {
   imgedge_tools
+  imgedge_nasm
   imgedge_bench
   imgedge_browser
   imgedge_fuzz

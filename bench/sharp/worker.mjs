@@ -12,11 +12,13 @@ if (process.env.SHARP_THREADS) sharp.concurrency(Number(process.env.SHARP_THREAD
 sharp.cache(false);
 
 // `?w=W&fmt=F&q=Q` as AWS's image-optimization sample does it: resize by width, aspect
-// kept, never enlarged; sharp's defaults otherwise (Lanczos3, WebP effort 4, JPEG 4:2:0).
+// kept, never enlarged; sharp's defaults otherwise (Lanczos3, WebP effort 4, JPEG 4:2:0,
+// AVIF effort 4; a master's ICC profile converted to sRGB and not kept). q null: the
+// format's own defaults (avif(): quality 50).
 export function render(master, w, fmt, q) {
   const img = sharp(master).resize({ width: w, withoutEnlargement: true });
-  const out =
-    fmt === "png" ? img.png() : img.toFormat(fmt === "jpg" ? "jpeg" : fmt, { quality: q });
+  const f = fmt === "jpg" ? "jpeg" : fmt;
+  const out = fmt === "png" ? img.png() : q == null ? img.toFormat(f) : img.toFormat(f, { quality: q });
   return out.toBuffer({ resolveWithObject: true });
 }
 
@@ -33,7 +35,7 @@ async function worker() {
       let last;
       for (let i = 0; i < (req.iters ?? 1); i++) {
         const t = performance.now();
-        last = await render(master, req.w, req.fmt, req.q ?? 80);
+        last = await render(master, req.w, req.fmt, req.q === undefined ? 80 : req.q);
         reply.ms.push(performance.now() - t);
       }
       reply.bytes = last.data.length;
@@ -48,7 +50,7 @@ async function worker() {
 }
 
 async function once([master, w, fmt, q, out]) {
-  const { data } = await render(await readFile(master), Number(w), fmt, Number(q));
+  const { data } = await render(await readFile(master), Number(w), fmt, q === "default" ? null : Number(q));
   await writeFile(out, data);
 }
 

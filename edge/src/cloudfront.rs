@@ -531,8 +531,8 @@ mod tests {
             Some("outputs/my image ü.png")
         );
         assert_eq!(
-            key_from_uri("/_variants/v1/o/a.png/w%3D512%2Cfmt%3Dwebp.webp").as_deref(),
-            Some("_variants/v1/o/a.png/w=512,fmt=webp.webp")
+            key_from_uri("/_variants/v2/o/a.png/w%3D512%2Cfmt%3Dwebp.webp").as_deref(),
+            Some("_variants/v2/o/a.png/w=512,fmt=webp.webp")
         );
         assert_eq!(key_from_uri("/").as_deref(), Some(""));
         assert_eq!(key_from_uri("outputs/a.png"), None, "no leading slash");
@@ -543,9 +543,9 @@ mod tests {
     fn rewritten_uri_encodes_all_but_unreserved_and_slash() {
         assert_eq!(
             crate::key::key_to_uri(
-                "_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp"
+                "_variants/v2/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp"
             ),
-            "/_variants/v1/outputs/2025-02-01/image_001.png/w%3D512%2Cfmt%3Dwebp.webp"
+            "/_variants/v2/outputs/2025-02-01/image_001.png/w%3D512%2Cfmt%3Dwebp.webp"
         );
         assert_eq!(
             crate::key::key_to_uri("a b+c%d?e#f&g~h.png"),
@@ -637,7 +637,7 @@ mod tests {
         let resp = expect_response(out);
         assert_eq!(handled.record.outcome, "built");
         let stored = store
-            .get("_variants/v1/outputs/2025-02-01/image_001.png/w=100.png")
+            .get("_variants/v2/outputs/2025-02-01/image_001.png/w=100.png")
             .await
             .unwrap()
             .unwrap();
@@ -720,7 +720,7 @@ mod tests {
         let request = expect_request(out);
         assert_eq!(
             request.uri,
-            "/_variants/v1/outputs/2025-02-01/image_001.png/w%3D512%2Cfmt%3Dwebp.webp"
+            "/_variants/v2/outputs/2025-02-01/image_001.png/w%3D512%2Cfmt%3Dwebp.webp"
         );
         assert_eq!(request.querystring, "");
         assert_eq!(request.headers, original.headers);
@@ -779,10 +779,10 @@ mod tests {
         let request = expect_request(handle_origin_request(&origin, event).await.0);
         assert_eq!(
             request.uri,
-            "/_variants/v1/outputs/my%20image%20%C3%BC.png/w%3D10.png"
+            "/_variants/v2/outputs/my%20image%20%C3%BC.png/w%3D10.png"
         );
         let stored = key_from_uri(&request.uri).unwrap();
-        assert_eq!(stored, "_variants/v1/outputs/my image ü.png/w=10.png");
+        assert_eq!(stored, "_variants/v2/outputs/my image ü.png/w=10.png");
         assert!(store.head(&stored).await.unwrap().is_some());
     }
 

@@ -12,10 +12,13 @@ use crate::format::Format;
 /// Prefix of every stored variant; viewers may not address it.
 pub const VARIANTS_PREFIX: &str = "_variants/";
 
-/// Transform version in every variant key (`_variants/v1/…`): bump it when the
+/// Transform version in every variant key (`_variants/v2/…`): bump it when the
 /// pipeline's output changes. Everything that names variants (the origin, the
 /// generator's cleanup) reads it from here.
-pub const TRANSFORM_VERSION: u32 = 1;
+///
+/// - v1: the first pipeline (ICC profiles copied into every variant).
+/// - v2: colour managed to sRGB, outputs carry no profile; AVIF output.
+pub const TRANSFORM_VERSION: u32 = 2;
 
 /// `_variants/v<version>/<master key>/`: where the variants of one master made by one
 /// transform version live.

@@ -390,7 +390,7 @@ mod tests {
 
     fn built() -> Ensured {
         Ensured {
-            key: "_variants/v1/a.png/w=5.png".into(),
+            key: "_variants/v2/a.png/w=5.png".into(),
             built: Some(BuildStats {
                 fetch: Duration::from_millis(4),
                 timings: Timings {

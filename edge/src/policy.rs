@@ -29,7 +29,7 @@ pub struct Policy {
     widths: Option<Vec<u32>>,
     heights: Option<Vec<u32>>,
     qualities: Option<Vec<u32>>,
-    /// `webp`, `png`, `jpeg`, `auto` (a listed `jpg` is kept as `jpeg`).
+    /// `webp`, `avif`, `png`, `jpeg`, `auto` (a listed `jpg` is kept as `jpeg`).
     formats: Option<Vec<String>>,
     /// In hundredths: 150 is dpr 1.5.
     dprs: Option<Vec<u32>>,
@@ -58,7 +58,7 @@ struct PolicyFile {
     presets: Option<Value>,
 }
 
-const FORMATS: &str = "webp, png, jpeg (or jpg), auto";
+const FORMATS: &str = "webp, avif, png, jpeg (or jpg), auto";
 /// Every dpr the URL API accepts, in hundredths.
 const ALL_DPRS: [u32; 301] = {
     let mut all = [0; 301];
@@ -70,7 +70,7 @@ const ALL_DPRS: [u32; 301] = {
     all
 };
 /// What `fmt=auto` can resolve to besides the master's own format (never in a canonical query).
-const AUTO_PICKS: [&str; 1] = ["webp"];
+const AUTO_PICKS: [&str; 2] = ["avif", "webp"];
 /// Every master format: a preset must be valid whatever master it is applied to.
 const MASTERS: [Format; 3] = [Format::Png, Format::Jpeg, Format::Webp];
 
@@ -333,7 +333,7 @@ fn integer(v: &Value, min: u32, max: u32) -> Result<u32, String> {
 
 fn format_name(v: &Value) -> Result<String, String> {
     match v.as_str() {
-        Some(f @ ("webp" | "png" | "jpeg" | "auto")) => Ok(f.to_string()),
+        Some(f @ ("webp" | "avif" | "png" | "jpeg" | "auto")) => Ok(f.to_string()),
         Some("jpg") => Ok("jpeg".to_string()),
         _ => Err(format!(
             "{v} is not a format of the URL API; allowed: {FORMATS}"
@@ -413,7 +413,7 @@ fn presets(value: Option<Value>, policy: &Policy) -> Result<BTreeMap<String, Str
             )));
         };
         for master in MASTERS {
-            for accept in [None, Some("image/webp")] {
+            for accept in [None, Some("image/webp"), Some("image/avif")] {
                 VariantSpec::parse(query, master, accept).map_err(|e| {
                     PolicyError(format!(
                         "presets.{name}: '{query}' is not a valid query for a {} master: {}",

@@ -632,7 +632,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             first.key,
-            "_variants/v1/outputs/2025-02-01/image_001.png/w=32,fmt=webp.webp"
+            "_variants/v2/outputs/2025-02-01/image_001.png/w=32,fmt=webp.webp"
         );
         assert!(first.built.is_some());
         let variant = store.get(&first.key).await.unwrap().unwrap();
@@ -847,7 +847,7 @@ mod tests {
                 renders += usize::from(ensured.built.is_some());
                 keys.insert(ensured.key);
             }
-            let want = "_variants/v1/outputs/2025-02-01/image_001.png/w=1000,fmt=webp.webp";
+            let want = "_variants/v2/outputs/2025-02-01/image_001.png/w=1000,fmt=webp.webp";
             assert_eq!(keys.into_iter().collect::<Vec<_>>(), [want], "{metadata:?}");
             assert_eq!(renders, 1, "{metadata:?}");
             assert_eq!(store.list(VARIANTS).await.unwrap(), [want], "{metadata:?}");
@@ -892,7 +892,7 @@ mod tests {
         eprintln!("100 requests for a corrupt 30 MiB master read {read} bytes from the store");
         assert_eq!(
             store.list(VARIANTS).await.unwrap(),
-            ["_variants/v1/outputs/2025-02-01/image_001.png/error.json"],
+            ["_variants/v2/outputs/2025-02-01/image_001.png/error.json"],
             "the marker is the only object beside the variants"
         );
 
@@ -959,7 +959,7 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::InvalidKey);
         let err = resolve("/a/b.png", "w=0", None).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidParameter);
-        let err = resolve("/_variants/v1/a.png/w=5.png", "", None).unwrap_err();
+        let err = resolve("/_variants/v2/a.png/w=5.png", "", None).unwrap_err();
         assert_eq!(err.kind, ErrorKind::NotFound);
     }
 

@@ -268,13 +268,8 @@ impl Given {
                         "webp" => FormatChoice::Fixed(Format::Webp),
                         "png" => FormatChoice::Fixed(Format::Png),
                         "jpeg" | "jpg" => FormatChoice::Fixed(Format::Jpeg),
+                        "avif" => FormatChoice::Fixed(Format::Avif),
                         "auto" => FormatChoice::Auto,
-                        "avif" => {
-                            return Err(Error::invalid_parameter(
-                                "fmt",
-                                "avif output is not supported yet; use webp, png or jpeg",
-                            ))
-                        }
                         _ => return Err(bad(name, &value)),
                     })
                 }
@@ -306,22 +301,22 @@ impl Given {
 
         let format = match self.fmt {
             Some(FormatChoice::Fixed(f)) => f,
+            Some(FormatChoice::Auto) if accepts(accept, "image/avif") => Format::Avif,
             Some(FormatChoice::Auto) if accepts(accept, "image/webp") => Format::Webp,
             Some(FormatChoice::Auto) | None => master_format,
         };
-        let quality =
-            match self.q {
-                Some(q) if format.is_lossy() => q,
-                // With `auto` the URL's author cannot know which format a viewer gets, so `q`
-                // is meant for the lossy case and is ignored when `auto` picks PNG.
-                Some(_) if self.fmt == Some(FormatChoice::Auto) => DEFAULT_QUALITY,
-                Some(_) => return Err(Error::invalid_parameter(
-                    "q",
-                    "q sets the quality of lossy formats (webp, jpeg), but this output is png, \
-                     which is lossless; remove q, or add fmt=webp or fmt=jpeg",
-                )),
-                None => DEFAULT_QUALITY,
-            };
+        let quality = match self.q {
+            Some(q) if format.is_lossy() => q,
+            // With `auto` the URL's author cannot know which format a viewer gets, so `q`
+            // is meant for the lossy case and is ignored when `auto` picks PNG.
+            Some(_) if self.fmt == Some(FormatChoice::Auto) => DEFAULT_QUALITY,
+            Some(_) => return Err(Error::invalid_parameter(
+                "q",
+                "q sets the quality of lossy formats (webp, avif, jpeg), but this output is png, \
+                     which is lossless; remove q, or add fmt=webp, fmt=avif or fmt=jpeg",
+            )),
+            None => DEFAULT_QUALITY,
+        };
         let mut spec = VariantSpec {
             width,
             height,
@@ -367,7 +362,7 @@ fn allowed(name: &str) -> &'static str {
         "q" => "q must be an integer from 1 to 100",
         "dpr" => "dpr must be a number from 1 to 4 with at most 2 decimals (e.g. 2 or 1.5)",
         "fit" => "fit must be one of cover, contain, fill, inside, outside (lowercase)",
-        "fmt" => "fmt must be one of webp, png, jpeg (or jpg), auto (lowercase)",
+        "fmt" => "fmt must be one of webp, avif, png, jpeg (or jpg), auto (lowercase)",
         "bg" => "bg must be a colour as 6 hex digits RRGGBB, without '#' (e.g. ff8800)",
         _ => "",
     }
@@ -523,6 +518,7 @@ mod tests {
     const PNG: Format = Format::Png;
     const JPEG: Format = Format::Jpeg;
     const WEBP: Format = Format::Webp;
+    const AVIF: Format = Format::Avif;
 
     fn canon(query: &str, master: Format, accept: Option<&str>) -> String {
         VariantSpec::parse(query, master, accept)
@@ -580,7 +576,7 @@ mod tests {
         let master = MasterKey::from_uri("/outputs/2025-02-01/image_001.png").unwrap();
         assert_eq!(
             spec("w=512&fmt=webp", PNG).variant_key(&master),
-            "_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp"
+            "_variants/v2/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp"
         );
     }
 
@@ -672,7 +668,7 @@ mod tests {
         let master = MasterKey::from_uri("/a.png").unwrap();
         assert_eq!(
             spec("w=5&fmt=jpg", PNG).variant_key(&master),
-            "_variants/v1/a.png/w=5,fmt=jpeg.jpg"
+            "_variants/v2/a.png/w=5,fmt=jpeg.jpg"
         );
     }
 
@@ -682,19 +678,19 @@ mod tests {
         let jpg = MasterKey::from_uri("/d/b.jpeg").unwrap();
         assert_eq!(
             spec("w=5", PNG).variant_key(&png),
-            "_variants/v1/d/a.png/w=5.png"
+            "_variants/v2/d/a.png/w=5.png"
         );
         assert_eq!(
             spec("w=5", JPEG).variant_key(&jpg),
-            "_variants/v1/d/b.jpeg/w=5.jpg"
+            "_variants/v2/d/b.jpeg/w=5.jpg"
         );
         assert_eq!(
             spec("w=5&h=7&fit=inside&fmt=webp&q=90", JPEG).variant_key(&jpg),
-            "_variants/v1/d/b.jpeg/w=5,h=7,fit=inside,fmt=webp,q=90.webp"
+            "_variants/v2/d/b.jpeg/w=5,h=7,fit=inside,fmt=webp,q=90.webp"
         );
         assert_eq!(
             spec("q=42", JPEG).variant_key(&jpg),
-            "_variants/v1/d/b.jpeg/q=42.jpg"
+            "_variants/v2/d/b.jpeg/q=42.jpg"
         );
     }
 
@@ -786,7 +782,7 @@ mod tests {
             PNG,
             None,
             "fmt",
-            "fmt must be one of webp, png, jpeg (or jpg), auto (lowercase), got 'WEBP'",
+            "fmt must be one of webp, avif, png, jpeg (or jpg), auto (lowercase), got 'WEBP'",
         );
         rejects("w=5&fmt=gif", PNG, None, "fmt", "got 'gif'");
         rejects("w=5&fmt=Auto", PNG, None, "fmt", "lowercase");
@@ -914,21 +910,39 @@ mod tests {
     }
 
     #[test]
-    fn avif_is_refused_clearly() {
-        rejects(
-            "w=5&fmt=avif",
-            PNG,
-            None,
-            "fmt",
-            "avif output is not supported yet; use webp, png or jpeg",
+    fn avif_is_a_format_with_a_quality() {
+        let spec = spec_with("w=5&fmt=avif", PNG, None);
+        assert_eq!((spec.format, spec.quality), (AVIF, DEFAULT_QUALITY));
+        assert_eq!(spec.to_query(), "w=5&fmt=avif");
+        assert_eq!(
+            spec_with("fmt=avif&q=50", JPEG, None).to_query(),
+            "fmt=avif&q=50"
         );
-        rejects(
-            "fmt=avif",
-            JPEG,
-            Some("image/avif"),
-            "fmt",
-            "not supported yet",
-        );
+    }
+
+    /// The `Accept` headers real browsers send for images (`<img>` requests).
+    const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+    const FIREFOX: &str = "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5";
+    const FIREFOX_92: &str = "image/avif,image/webp,*/*";
+    const SAFARI_16: &str = "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5";
+    const SAFARI_OLD: &str =
+        "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5";
+
+    #[test]
+    fn auto_prefers_avif_then_webp_for_real_browsers() {
+        let auto = |m: Format, accept: &str| spec_with("w=5&fmt=auto", m, Some(accept)).format;
+        // Safari lists webp first: the order of the list is not a preference here.
+        for browser in [CHROME, FIREFOX, FIREFOX_92, SAFARI_16] {
+            assert_eq!(auto(PNG, browser), AVIF, "{browser}");
+            assert_eq!(auto(JPEG, browser), AVIF, "{browser}");
+        }
+        assert_eq!(auto(PNG, SAFARI_OLD), WEBP);
+        assert_eq!(auto(PNG, "image/avif"), AVIF);
+        assert_eq!(auto(PNG, "IMAGE/AVIF;q=0.1"), AVIF);
+        // avif refused by weight: the next in line.
+        assert_eq!(auto(PNG, "image/avif;q=0,image/webp"), WEBP);
+        assert_eq!(auto(PNG, "image/avif;q=0,*/*"), PNG);
+        assert_eq!(auto(PNG, "image/avifx,image/*,*/*"), PNG);
     }
 
     #[test]
@@ -936,23 +950,19 @@ mod tests {
         let auto = |m: Format, accept: Option<&str>| spec_with("w=5&fmt=auto", m, accept).format;
         assert_eq!(auto(PNG, Some("image/webp")), WEBP);
         assert_eq!(
-            auto(
-                JPEG,
-                Some("image/avif,image/webp,image/apng,image/*,*/*;q=0.8")
-            ),
+            auto(JPEG, Some("image/webp,image/apng,image/*,*/*;q=0.8")),
             WEBP
         );
         assert_eq!(auto(PNG, Some("text/html, IMAGE/WEBP ; q=0.5")), WEBP);
         assert_eq!(auto(PNG, Some("image/webp;q=1.000")), WEBP);
         assert_eq!(auto(PNG, Some("image/webp;q=0.001")), WEBP);
         assert_eq!(auto(PNG, Some("image/webp;level=1")), WEBP);
-        // Not listed, listed with weight 0, only wildcards, or only avif: master's format.
+        // Not listed, listed with weight 0, or only wildcards: master's format.
         for accept in [
             None,
             Some(""),
             Some("*/*"),
             Some("image/*"),
-            Some("image/avif"),
             Some("image/webp;q=0"),
             Some("image/webp; q=0.000"),
             Some("image/webp;Q=0"),

@@ -70,7 +70,8 @@ pub struct Config {
     /// Signs the variant URLs of reports when URLs must be signed.
     pub signing_keys: Option<SigningKeys>,
     /// Variants made at upload (queries, presets already expanded): no viewer waits for
-    /// their render. `fmt=auto` makes both answers a viewer can get (WebP and the master's).
+    /// their render. `fmt=auto` makes every answer a viewer can get (AVIF, WebP and the
+    /// master's).
     pub eager: Vec<String>,
     /// Widths of each report's `srcset` (the policy's, else [`DEFAULT_SRCSET_WIDTHS`]).
     pub srcset_widths: Vec<u32>,
@@ -699,8 +700,8 @@ impl Uploader {
         let uri = edge::key::key_to_uri(key);
         let mut specs = Vec::new();
         for query in &self.config.eager {
-            // `auto` answers differ by Accept: make both a viewer can get.
-            for accept in [Some("image/webp"), None] {
+            // `auto` answers differ by Accept: make every one a viewer can get.
+            for accept in [Some("image/avif"), Some("image/webp"), None] {
                 let resolved = edge::service::resolve(&uri, query, accept).map_err(|e| {
                     UploadError::Eager {
                         key: key.to_string(),

@@ -66,9 +66,9 @@ function integer(min, max) {
 }
 
 function formatName(v) {
-  if (['webp', 'png', 'jpeg', 'auto'].includes(v)) return v;
+  if (['webp', 'avif', 'png', 'jpeg', 'auto'].includes(v)) return v;
   if (v === 'jpg') return 'jpeg';
-  throw new Error(`${show(v)} is not a format of the URL API; allowed: webp, png, jpeg (or jpg), auto`);
+  throw new Error(`${show(v)} is not a format of the URL API; allowed: webp, avif, png, jpeg (or jpg), auto`);
 }
 
 function dprEntry(v) {
@@ -146,7 +146,7 @@ export function compilePolicy(policy, source = readFileSync(SOURCE, 'utf8')) {
       return eq < 0 ? [p, ''] : [p.slice(0, eq), p.slice(eq + 1)];
     });
     for (const master of MASTERS) {
-      for (const accept of [null, 'image/webp']) {
+      for (const accept of [null, 'image/webp', 'image/avif']) {
         try {
           api.canonical(pairs, master, accept);
         } catch (e) {

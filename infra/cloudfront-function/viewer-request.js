@@ -28,14 +28,14 @@ var MAX_KEY = 1024;
 var NAMES = 'w, h, fit, fmt, q, dpr, bg';
 var MASTERS = { png: 'png', jpg: 'jpeg', jpeg: 'jpeg', webp: 'webp' };
 var FITS = { cover: 1, contain: 1, fill: 1, inside: 1, outside: 1 };
-var FORMATS = { webp: 'webp', png: 'png', jpeg: 'jpeg', jpg: 'jpeg', auto: 'auto' };
+var FORMATS = { webp: 'webp', avif: 'avif', png: 'png', jpeg: 'jpeg', jpg: 'jpeg', auto: 'auto' };
 var ALLOWED = {
   w: 'w must be an integer from 1 to 8192',
   h: 'h must be an integer from 1 to 8192',
   q: 'q must be an integer from 1 to 100',
   dpr: 'dpr must be a number from 1 to 4 with at most 2 decimals (e.g. 2 or 1.5)',
   fit: 'fit must be one of cover, contain, fill, inside, outside (lowercase)',
-  fmt: 'fmt must be one of webp, png, jpeg (or jpg), auto (lowercase)',
+  fmt: 'fmt must be one of webp, avif, png, jpeg (or jpg), auto (lowercase)',
   bg: 'bg must be a colour as 6 hex digits RRGGBB, without \'#\' (e.g. ff8800)'
 };
 
@@ -170,6 +170,11 @@ function accepts(accept, media) {
   return false;
 }
 
+// fmt=auto: avif when Accept lists it, else webp when it lists that, else the master's.
+function auto(accept, master) {
+  return accepts(accept, 'image/avif') ? 'avif' : accepts(accept, 'image/webp') ? 'webp' : master;
+}
+
 // The canonical query for a master of `master` format; throws a Fail for a bad query.
 function canonical(list, master, accept) {
   var rawLength = list.length ? list.length - 1 : 0;
@@ -198,7 +203,6 @@ function canonical(list, master, accept) {
       if (!own(FITS, value)) throw badValue(name, value);
       given.fit = value;
     } else if (name === 'fmt') {
-      if (value === 'avif') throw bad('fmt', 'avif output is not supported yet; use webp, png or jpeg');
       if (!own(FORMATS, value)) throw badValue(name, value);
       given.fmt = FORMATS[value];
     } else {
@@ -228,14 +232,14 @@ function canonical(list, master, accept) {
   var fit = both ? given.fit || 'cover' : null;
   if (fit && fit !== 'cover') out.push('fit=' + fit);
 
-  var format = given.fmt === 'auto' ? (accepts(accept, 'image/webp') ? 'webp' : master) : given.fmt || master;
+  var format = given.fmt === 'auto' ? auto(accept, master) : given.fmt || master;
   if (format !== master) out.push('fmt=' + format);
   if (given.q !== undefined) {
     if (format !== 'png') {
       if (given.q !== 80) out.push('q=' + given.q);
     } else if (given.fmt !== 'auto') {
       // With auto the author cannot know the format, so q is ignored when it picks PNG.
-      throw bad('q', 'q sets the quality of lossy formats (webp, jpeg), but this output is png; remove q or add fmt=webp or fmt=jpeg');
+      throw bad('q', 'q sets the quality of lossy formats (webp, avif, jpeg), but this output is png; remove q or add fmt=webp, fmt=avif or fmt=jpeg');
     }
   }
   if (given.bg !== undefined && given.bg !== 'ffffff' && (fit === 'contain' || format === 'jpeg')) {

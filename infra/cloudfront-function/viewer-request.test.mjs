@@ -187,12 +187,23 @@ t('bg is kept only where it can change pixels', async () => {
   expectCanonical(await run(IMG, 'w=5&fmt=webp&bg=000000', null), 'w=5&fmt=webp', 'webp keeps alpha');
 });
 
-t('avif is refused and auto never picks it', async () => {
-  expectError(await run(IMG, 'fmt=avif', null), { status: 400, error: 'invalid_parameter', param: 'fmt' }, 'fmt=avif');
-  const chrome = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';
-  expectCanonical(await run(IMG, 'w=5&fmt=auto', chrome), 'w=5&fmt=webp', 'chrome');
-  expectCanonical(await run(IMG, 'w=5&fmt=auto', 'image/avif'), 'w=5', 'avif only -> master');
-  expectCanonical(await run(JPG, 'fmt=auto', 'image/avif,image/*,*/*'), '', 'wildcards do not count');
+t('avif is a format, and auto prefers it for browsers that list it', async () => {
+  expectCanonical(await run(IMG, 'fmt=avif&w=5', null), 'w=5&fmt=avif', 'fmt=avif');
+  expectCanonical(await run(JPG, 'fmt=avif&q=80', null), 'fmt=avif', 'default q dropped');
+  // Image requests (<img>) of real browsers; Safari lists webp first, which is no preference.
+  const browsers = [
+    ['Chrome', 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8', 'avif'],
+    ['Firefox 128', 'image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5', 'avif'],
+    ['Firefox 92', 'image/avif,image/webp,*/*', 'avif'],
+    ['Safari 16.4+', 'image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5', 'avif'],
+    ['Safari 14-16.3', 'image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5', 'webp'],
+  ];
+  for (const [name, accept, fmt] of browsers) {
+    expectCanonical(await run(IMG, 'w=5&fmt=auto', accept), 'w=5&fmt=' + fmt, name);
+  }
+  expectCanonical(await run(IMG, 'w=5&fmt=auto', 'image/avif'), 'w=5&fmt=avif', 'avif only');
+  expectCanonical(await run(IMG, 'w=5&fmt=auto', 'image/avif;q=0,image/webp'), 'w=5&fmt=webp', 'avif refused by weight');
+  expectCanonical(await run(JPG, 'fmt=auto', 'image/avif;q=0,image/*,*/*'), '', 'wildcards do not count');
 });
 
 t('Accept is parsed as media ranges with weights', async () => {

@@ -221,7 +221,7 @@ describe("edge serve in headless Chromium", () => {
         assert.ok(s.timing.includes(stage), `Server-Timing lacks ${stage}: ${s.timing}`);
       }
       assert.equal(s.shownUrl, `${edge.base}${path}?w=300&fmt=webp`);
-      assert.match(s.variantKey, /^_variants\/v1\/.*\/w=300,fmt=webp\.webp$/);
+      assert.match(s.variantKey, /^_variants\/v2\/.*\/w=300,fmt=webp\.webp$/);
       await screenshot(page, "playground-webp.png");
 
       // h=200: cover crops to the box; fit=inside keeps the aspect within it.
@@ -240,12 +240,12 @@ describe("edge serve in headless Chromium", () => {
       await page.waitForSelector("#timing tr");
       await screenshot(page, "playground.png");
 
-      // fmt=auto: the URL keeps auto, the browser's Accept picks WebP, the answer varies.
+      // fmt=auto: the URL keeps auto, the browser's Accept picks AVIF, the answer varies.
       await page.select("#fmt", "auto");
       s = await shown(page, `${path}?w=300&h=200&fit=contain&fmt=auto&bg=1e90ff`);
-      assert.equal(s.type, "image/webp");
+      assert.equal(s.type, "image/avif");
       assert.equal(s.vary, "Accept");
-      assert.equal(s.canonical, `${path}?w=300&h=200&fit=contain&fmt=webp&bg=1e90ff`);
+      assert.equal(s.canonical, `${path}?w=300&h=200&fit=contain&fmt=avif&bg=1e90ff`);
 
       // dpr=2 doubles the pixels; q=50 makes a smaller file.
       await typeInto(page, "#dpr", "2");

@@ -220,4 +220,117 @@ impl Drop for FaultProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+/// Pillow (the test tools' venv, scripts/tools.sh): an AVIF decoder and a colour
+/// management system that share no code with imgedge (tests/tools/pillow_tool.py).
+pub mod pillow {
+    use std::path::Path;
+    use std::process::Command;
+
+    fn tool() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pillow_tool.py")
+    }
+
+    fn run(cmd: &str, src: &Path, dst: &Path) -> String {
+        let python = std::env::var("IMGEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = Command::new(&python)
+            .arg(tool())
+            .args([cmd])
+            .arg(src)
+            .arg(dst)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{python}: {e} (./scripts/test puts the tools' venv with Pillow on PATH)")
+            });
+        assert!(
+            out.status.success(),
+            "pillow_tool {cmd} {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// What Pillow says of a decoded file.
+    #[derive(Debug)]
+    pub struct Decoded {
+        pub format: String,
+        pub mode: String,
+        pub size: (u32, u32),
+        pub icc: bool,
+        /// The pixels, RGB or RGBA.
+        pub image: image::DynamicImage,
+    }
+
+    /// Decode `bytes` (any format Pillow reads, AVIF included) with Pillow.
+    pub fn decode(bytes: &[u8]) -> Decoded {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("in"), dir.path().join("out.png"));
+        std::fs::write(&src, bytes).unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(run("decode", &src, &dst).trim()).unwrap();
+        Decoded {
+            format: info["format"].as_str().unwrap().to_string(),
+            mode: info["mode"].as_str().unwrap().to_string(),
+            size: (
+                info["size"][0].as_u64().unwrap() as u32,
+                info["size"][1].as_u64().unwrap() as u32,
+            ),
+            icc: info["icc"].as_bool().unwrap(),
+            image: image::open(&dst).unwrap(),
+        }
+    }
+
+    /// `master` (a PNG with an ICC profile) converted to sRGB by Little CMS.
+    pub fn lcms_to_srgb(master: &[u8]) -> image::DynamicImage {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("in.png"), dir.path().join("out.png"));
+        std::fs::write(&src, master).unwrap();
+        run("to-srgb", &src, &dst);
+        image::open(&dst).unwrap()
+    }
+}
+
+/// Mean SSIM of two equal-sized images on luma, 8×8 windows with stride 4 (Wang et al.'s
+/// constants); images with alpha are composited over mid grey first.
+pub fn ssim(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
+    use image::GenericImageView;
+    assert_eq!(a.dimensions(), b.dimensions(), "SSIM needs equal sizes");
+    let luma = |img: &image::DynamicImage| -> Vec<f64> {
+        img.to_rgba8()
+            .pixels()
+            .map(|p| {
+                let a = f64::from(p[3]) / 255.0;
+                let c = |v: u8| f64::from(v) * a + 128.0 * (1.0 - a);
+                0.299 * c(p[0]) + 0.587 * c(p[1]) + 0.114 * c(p[2])
+            })
+            .collect()
+    };
+    let (w, h) = (a.width() as usize, a.height() as usize);
+    let (la, lb) = (luma(a), luma(b));
+    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+    let win = 8.min(w).min(h);
+    let (mut total, mut count) = (0.0, 0usize);
+    for y in (0..=h - win).step_by(4) {
+        for x in (0..=w - win).step_by(4) {
+            let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for j in y..y + win {
+                for i in x..x + win {
+                    let (pa, pb) = (la[j * w + i], lb[j * w + i]);
+                    sa += pa;
+                    sb += pb;
+                    saa += pa * pa;
+                    sbb += pb * pb;
+                    sab += pa * pb;
+                }
+            }
+            let n = (win * win) as f64;
+            let (ma, mb) = (sa / n, sb / n);
+            let (va, vb, cov) = (saa / n - ma * ma, sbb / n - mb * mb, sab / n - ma * mb);
+            total += ((2.0 * ma * mb + c1) * (2.0 * cov + c2))
+                / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+            count += 1;
+        }
+    }
+    total / count as f64
 }

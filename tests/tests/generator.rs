@@ -318,13 +318,25 @@ async fn overwrite_replaces_in_place_deletes_variants_and_invalidates_once() {
         "{json}"
     );
 
-    // Variants made by the edge for every master.
-    let variant = |n: u32, q: &str| format!("_variants/v1/{PREFIX}image_{n:03}.png/{q}");
+    // Variants made by the edge for every master, by this transform version and by v1
+    // (before the version bump): a replaced master's variants of every version are stale.
+    assert!(
+        edge::key::TRANSFORM_VERSION >= 2,
+        "the test needs two versions"
+    );
+    let version = |v: u32, n: u32, q: &str| format!("_variants/v{v}/{PREFIX}image_{n:03}.png/{q}");
+    let variant = |n: u32, q: &str| version(edge::key::TRANSFORM_VERSION, n, q);
     for n in 1..=3 {
-        for q in ["w=512,fmt=webp.webp", "w=64.png"] {
+        for key in [
+            variant(n, "w=512,fmt=webp.webp"),
+            variant(n, "w=64.png"),
+            variant(n, "w=512,fmt=avif.avif"),
+            version(1, n, "w=512,fmt=webp.webp"),
+            version(1, n, "error.json"),
+        ] {
             s3.put_object()
                 .bucket("overwrite")
-                .key(variant(n, q))
+                .key(key)
                 .body(b"variant".to_vec().into())
                 .send()
                 .await
@@ -365,9 +377,16 @@ async fn overwrite_replaces_in_place_deletes_variants_and_invalidates_once() {
         assert_eq!(head.metadata().unwrap()["sha256"], sha256_hex(bytes));
         assert_eq!(head.cache_control(), Some("public, max-age=3600"));
     }
-    // Variants of overwritten masters are gone; master 2's are untouched; no _v2 keys.
+    // Variants of overwritten masters are gone, v1's and the current version's; master 2's
+    // are untouched; no _v2 keys.
     let all = keys(&s3, "overwrite").await;
-    let mut expected = vec![variant(2, "w=512,fmt=webp.webp"), variant(2, "w=64.png")];
+    let mut expected = vec![
+        variant(2, "w=512,fmt=webp.webp"),
+        variant(2, "w=64.png"),
+        variant(2, "w=512,fmt=avif.avif"),
+        version(1, 2, "w=512,fmt=webp.webp"),
+        version(1, 2, "error.json"),
+    ];
     expected.extend((1..=3).map(|n| format!("{PREFIX}image_{n:03}.png")));
     expected.sort();
     assert_eq!(all, expected);

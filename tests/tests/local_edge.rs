@@ -83,7 +83,7 @@ fn every_format_has_its_magic_bytes_and_content_type() {
     let edge = EdgeServer::start(dir.path(), &[]);
     type Check = fn(&[u8]) -> bool;
     type Headers<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(&str, Headers, &str, Check); 9] = [
+    let cases: [(&str, Headers, &str, Check); 10] = [
         ("/landscape.png?w=100&fmt=webp", &[], "image/webp", is_webp),
         ("/landscape.png?w=100&fmt=png", &[], "image/png", is_png),
         ("/landscape.png?w=100", &[], "image/png", is_png),
@@ -105,6 +105,12 @@ fn every_format_has_its_magic_bytes_and_content_type() {
         (
             "/photos/portrait.jpg?w=120&fmt=auto",
             &[("accept", "image/avif,image/*,*/*;q=0.8")],
+            "image/avif",
+            is_avif,
+        ),
+        (
+            "/photos/portrait.jpg?w=120&fmt=auto",
+            &[("accept", "image/apng,image/*,*/*;q=0.8")],
             "image/jpeg",
             is_jpeg,
         ),
@@ -249,7 +255,7 @@ fn canonical_spellings_share_one_object_and_one_cache_entry() {
         objects,
         vec![dir
             .path()
-            .join("_variants/v1/landscape.png/w=200,fmt=webp.webp")]
+            .join("_variants/v2/landscape.png/w=200,fmt=webp.webp")]
     );
     assert_eq!(std::fs::read(&objects[0]).unwrap(), first.body);
 }

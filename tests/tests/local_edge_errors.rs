@@ -94,15 +94,15 @@ fn missing_masters_and_the_variants_prefix_are_404() {
     let dir = store();
     let edge = EdgeServer::start(dir.path(), &[]);
     edge.get("/landscape.png?w=64"); // puts a real variant in the bucket
-    let variant = "/_variants/v1/landscape.png/w=64.png";
+    let variant = "/_variants/v2/landscape.png/w=64.png";
     assert!(dir.path().join(&variant[1..]).exists());
     for path in [
         "/missing.png",
         "/missing.png?w=100&fmt=webp",
         "/deep/er/missing.jpg?w=10",
         variant,
-        "/%5Fvariants/v1/landscape.png/w=64.png",
-        "/_variants/v1/landscape.png/w=64.png?w=10",
+        "/%5Fvariants/v2/landscape.png/w=64.png",
+        "/_variants/v2/landscape.png/w=64.png?w=10",
     ] {
         assert_error(&edge.get(path), 404, "not_found", path);
     }
@@ -207,7 +207,7 @@ fn limits_are_configuration() {
     assert_eq!(variants.len(), 2, "{variants:?}");
     assert!(variants
         .iter()
-        .all(|v| v.starts_with(dir.path().join("_variants/v1/small.png"))));
+        .all(|v| v.starts_with(dir.path().join("_variants/v2/small.png"))));
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn unsigned_resolution_is_canonical_and_loads() {
     assert_eq!(body["signed"], false);
     assert_eq!(
         body["variant_key"],
-        "_variants/v1/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"
+        "_variants/v2/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"
     );
     let image = edge.get(body["url"].as_str().unwrap());
     assert_eq!(image.status, 200);
@@ -92,10 +92,10 @@ fn unsigned_resolution_is_canonical_and_loads() {
     // fmt=auto: the URL keeps auto; the canonical form is this Accept's.
     let body = assert_json_no_store(&resolve(&edge, MASTER, "w=64&fmt=auto", &[]), 200);
     assert_eq!(body["url"], format!("{MASTER}?w=64&fmt=auto"));
-    assert_eq!(body["canonical"], format!("{MASTER}?w=64&fmt=webp"));
+    assert_eq!(body["canonical"], format!("{MASTER}?w=64&fmt=avif"));
     assert_eq!(body["varies_on_accept"], true);
     let image = edge.get_with(body["url"].as_str().unwrap(), &[("accept", IMAGE_ACCEPT)]);
-    assert!(is_webp(&image.body));
+    assert!(is_avif(&image.body));
     assert_eq!(image.header("vary"), Some("Accept"));
 }
 
@@ -127,7 +127,7 @@ fn signed_resolution_carries_a_sig_that_the_edge_accepts() {
     );
     let image = edge.get_with(url, &[("accept", IMAGE_ACCEPT)]);
     assert_eq!(image.status, 200);
-    assert!(is_webp(&image.body));
+    assert!(is_avif(&image.body));
 
     // The master needs no signature, and gets none.
     let body = assert_json_no_store(&resolve(&edge, MASTER, "", &[]), 200);

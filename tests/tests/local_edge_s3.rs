@@ -63,7 +63,7 @@ fn serves_variants_from_an_s3_bucket_and_survives_an_outage() {
             .unwrap()
             .unwrap();
         let variant = store
-            .get("_variants/v1/outputs/2025-02-01/image_001.png/w=320,fmt=webp.webp")
+            .get("_variants/v2/outputs/2025-02-01/image_001.png/w=320,fmt=webp.webp")
             .await
             .unwrap()
             .expect("variant stored");

@@ -200,7 +200,7 @@ fn signed_urls_from_the_generator_are_served_and_oversize_requests_share_one_obj
         .collect();
     assert_eq!(
         keys,
-        ["_variants/v1/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"]
+        ["_variants/v2/outputs/2025-02-01/image_001.png/w=300,fmt=webp.webp"]
     );
 }
 
@@ -240,8 +240,11 @@ fn eager_variants_are_made_at_upload_and_reused_by_the_origin() {
     let first = &summary["uploaded"][0];
     let eager = first["eager"].as_array().unwrap();
     let queries: Vec<&str> = eager.iter().map(|v| v["query"].as_str().unwrap()).collect();
-    // thumb is fmt=auto: the WebP answer and the master's-format answer.
-    assert_eq!(queries, ["w=64&fmt=webp", "w=64", "w=200&fmt=webp"]);
+    // thumb is fmt=auto: the AVIF, WebP and master's-format answers.
+    assert_eq!(
+        queries,
+        ["w=64&fmt=avif", "w=64&fmt=webp", "w=64", "w=200&fmt=webp"]
+    );
     assert!(eager.iter().all(|v| v["built"] == true));
     let srcset = first["srcset"].as_str().unwrap();
     assert_eq!(srcset.matches("w, ").count(), 2, "three widths: {srcset}");

@@ -289,7 +289,7 @@ mod tests {
         assert!(!r.signed && !r.varies_on_accept);
         assert_eq!(
             r.variant_key.as_deref(),
-            Some("_variants/v1/o/a.png/w=300,fmt=webp.webp")
+            Some("_variants/v2/o/a.png/w=300,fmt=webp.webp")
         );
         // Only defaults: the master itself, no variant.
         let master = resolve(&Guard::default(), &request("/o/a.png", "fmt=png", None)).unwrap();
@@ -339,11 +339,11 @@ mod tests {
         )
         .unwrap();
         assert!(r.varies_on_accept);
-        assert_eq!(r.canonical, "/o/a.png?w=300&fmt=webp");
+        assert_eq!(r.canonical, "/o/a.png?w=300&fmt=avif");
         let (path, query) = r.url.split_once('?').unwrap();
         assert!(query.starts_with("w=300&fmt=auto&sig="), "{}", r.url);
         let through = guard.resolve(path, query, Some(IMAGE_ACCEPT)).unwrap();
-        assert_eq!(through.canonical_query(), "w=300&fmt=webp");
+        assert_eq!(through.canonical_query(), "w=300&fmt=avif");
         let no_webp = resolve(&guard, &request("/o/a.png", "w=300&fmt=auto", None)).unwrap();
         assert_eq!(no_webp.canonical, "/o/a.png?w=300");
     }
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(body["canonical"], "/o/a.png?w=5");
         assert_eq!(body["url"], "/o/a.png?w=5");
         assert_eq!(body["signed"], false);
-        assert_eq!(body["variant_key"], "_variants/v1/o/a.png/w=5.png");
+        assert_eq!(body["variant_key"], "_variants/v2/o/a.png/w=5.png");
     }
 
     #[test]

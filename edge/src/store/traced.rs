@@ -183,8 +183,8 @@ mod tests {
         // Started while another is in flight: the same trip.
         let first = traced.start();
         let second = traced.start();
-        traced.finish("head", "_variants/v1/a.png/w=1.png", second, 0);
-        traced.finish("get", "_variants/v1/a.png/error.json", first, 0);
+        traced.finish("head", "_variants/v2/a.png/w=1.png", second, 0);
+        traced.finish("get", "_variants/v2/a.png/error.json", first, 0);
         let t = traced.trace();
         assert_eq!(t.round_trips, 3);
         assert_eq!(t.calls[2].name(), "head-variant");

@@ -1,12 +1,12 @@
 //! Encoders: libwebp (lossy, method 4, alpha on a second thread, deterministic), jpeg-encoder
-//! (4:2:0, optimised Huffman tables), image's PNG encoder. Each carries the master's ICC
-//! profile into the variant.
+//! (4:2:0, optimised Huffman tables), image's PNG encoder, rav1e for AVIF ([`super::avif`]).
+//! The pixels are sRGB by now ([`super::colour`]) and no variant carries a colour profile.
 
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 
+use super::avif;
 use super::pixels::Pixels;
-use super::riff;
 use crate::error::{Error, Result};
 use crate::spec::Format;
 
@@ -25,17 +25,12 @@ fn too_large_for(format: &str, px: &Pixels, max: u32) -> Result<()> {
     Ok(())
 }
 
-pub fn png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+pub fn png(px: &Pixels) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     // fdeflate ("Fast"): ~250× faster than zlib-level "Default" on a 512² RGBA variant for
     // ~7% more bytes (measured, docs/transform.md).
-    let mut encoder =
+    let encoder =
         PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive);
-    if let Some(profile) = icc {
-        encoder
-            .set_icc_profile(profile.to_vec())
-            .map_err(|e| Error::internal_while("embedding the ICC profile in PNG", e))?;
-    }
     let colour = match px.channels {
         1 => ExtendedColorType::L8,
         2 => ExtendedColorType::La8,
@@ -49,7 +44,7 @@ pub fn png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>> {
 }
 
 /// `px` must have no alpha (flattened by the caller).
-pub fn jpeg(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+pub fn jpeg(px: &Pixels, quality: u8) -> Result<Vec<u8>> {
     too_large_for("JPEG", px, JPEG_MAX_SIDE)?;
     let colour = match px.channels {
         1 => jpeg_encoder::ColorType::Luma,
@@ -65,11 +60,6 @@ pub fn jpeg(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
     encoder.set_optimized_huffman_tables(true);
-    if let Some(profile) = icc {
-        encoder
-            .add_icc_profile(profile)
-            .map_err(|e| Error::internal_while("embedding the ICC profile in JPEG", e))?;
-    }
     encoder
         .encode(&px.data, px.width as u16, px.height as u16, colour)
         .map_err(|e| Error::internal_while("encoding JPEG", e))?;
@@ -94,7 +84,7 @@ fn webp_config(quality: u8, thread_level: i32) -> Result<webp::WebPConfig> {
 }
 
 /// `px` must be RGB or RGBA.
-pub fn webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+pub fn webp(px: &Pixels, quality: u8) -> Result<Vec<u8>> {
     too_large_for("WebP", px, WEBP_MAX_SIDE)?;
     let layout = match px.channels {
         3 => webp::PixelLayout::Rgb,
@@ -110,38 +100,16 @@ pub fn webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     let encoded = webp::Encoder::new(&px.data, layout, px.width, px.height)
         .encode_advanced(&config)
         .map_err(|e| Error::internal_while("encoding WebP", format!("{e:?}")))?;
-    match icc {
-        None => Ok(encoded.to_vec()),
-        Some(profile) => riff::embed_icc(&encoded, profile)
-            .map_err(|e| Error::internal_while("embedding the ICC profile in WebP", e)),
-    }
+    Ok(encoded.to_vec())
 }
 
-/// Colour space a profile describes (ICC header bytes 16..20), e.g. `RGB ` or `GRAY`.
-pub fn icc_colour_space(profile: &[u8]) -> Option<[u8; 4]> {
-    profile.get(16..20).map(|s| [s[0], s[1], s[2], s[3]])
-}
-
-/// Whether a profile can describe pixels with `channels` channels: an RGB profile on RGB
-/// data, a grey one on grey data. (A CMYK JPEG's profile does not describe the RGB pixels
-/// the decoder gives us.)
-pub fn icc_fits(profile: &[u8], channels: u8) -> bool {
-    match icc_colour_space(profile) {
-        Some(cs) if &cs == b"RGB " => channels >= 3,
-        Some(cs) if &cs == b"GRAY" => channels <= 2,
-        _ => false,
-    }
-}
-
-/// The encoder for a format; AVIF never gets here (the spec rejects it before rendering).
-pub fn encode(px: &Pixels, format: Format, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+/// The encoder for a format.
+pub fn encode(px: &Pixels, format: Format, quality: u8) -> Result<Vec<u8>> {
     match format {
-        Format::Png => png(px, icc),
-        Format::Jpeg => jpeg(px, quality, icc),
-        Format::Webp => webp(px, quality, icc),
-        Format::Avif => Err(Error::internal(
-            "internal error: AVIF output is not implemented and should have been refused",
-        )),
+        Format::Png => png(px),
+        Format::Jpeg => jpeg(px, quality),
+        Format::Webp => webp(px, quality),
+        Format::Avif => avif::encode(px, quality),
     }
 }
 
@@ -166,7 +134,7 @@ mod tests {
             })
             .collect();
         let px = Pixels::new(w, h, 4, data);
-        let threaded = webp(&px, 80, None).unwrap();
+        let threaded = webp(&px, 80).unwrap();
         let single = webp::Encoder::new(&px.data, webp::PixelLayout::Rgba, w, h)
             .encode_advanced(&webp_config(80, 0).unwrap())
             .unwrap()

@@ -1,5 +1,6 @@
 //! The transform pipeline: sniff + header → limits → plan → decode (with the box
-//! pre-shrink on the rows as they arrive) → resample → orient → pad/flatten → encode.
+//! pre-shrink on the rows as they arrive) → resample → orient → to sRGB → pad/flatten →
+//! encode.
 //! Pure: bytes in, bytes out, no I/O. Deterministic.
 //!
 //! Each step is a small function over one pixel buffer ([`pixels::Pixels`]); the geometry
@@ -7,6 +8,8 @@
 //! runs on the stored (unoriented) pixels with the plan mapped back through the EXIF
 //! orientation, so orienting touches only the small output, never a second full-size copy.
 
+mod avif;
+mod colour;
 mod decode;
 mod encode;
 pub mod pixels;
@@ -140,12 +143,12 @@ fn render_unguarded(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Resul
 
     let clock = Instant::now();
     let pixels = resize(decoded, orientation, resample, (kx, ky))?;
+    let pixels = colour::plan(icc.as_deref(), pixels.channels).apply(pixels)?;
     let pixels = shape_for_output(pixels, &plan, spec);
     let resize_time = clock.elapsed();
 
     let clock = Instant::now();
-    let icc = icc.filter(|p| keep_icc(p, pixels.channels));
-    let bytes = encode::encode(&pixels, spec.format, spec.quality, icc.as_deref())?;
+    let bytes = encode::encode(&pixels, spec.format, spec.quality)?;
     let encode_time = clock.elapsed();
 
     Ok(Rendered {
@@ -161,10 +164,10 @@ fn render_unguarded(master: &[u8], spec: &VariantSpec, limits: &Limits) -> Resul
     })
 }
 
-/// Encode already output-shaped pixels as `render`'s last stage does (no ICC profile): the
-/// benchmark's floor measures this stage alone.
+/// Encode already output-shaped pixels as `render`'s last stage does: the benchmark's
+/// floor measures this stage alone.
 pub fn encode(pixels: &Pixels, format: Format, quality: u8) -> Result<Vec<u8>> {
-    encode::encode(pixels, format, quality, None)
+    encode::encode(pixels, format, quality)
 }
 
 /// Integer box pre-shrink for a reduction `from → to` along one axis: like libvips,
@@ -252,27 +255,13 @@ fn resize(
     out.orient(orientation)
 }
 
-/// Pad (contain), flatten alpha (JPEG) and widen grey to RGB (WebP has no grey).
+/// Pad (contain), flatten alpha (JPEG) and widen grey to RGB (WebP has no grey; AVIF is
+/// written as 4:2:0 colour, where grey costs nothing).
 fn shape_for_output(px: Pixels, plan: &Plan, spec: &VariantSpec) -> Pixels {
     let px = px.pad(plan.canvas, plan.offset, spec.background);
     match spec.format {
         Format::Jpeg => px.flatten(spec.background),
-        Format::Webp => px.into_rgb_family(),
-        Format::Png | Format::Avif => px,
+        Format::Webp | Format::Avif => px.into_rgb_family(),
+        Format::Png => px,
     }
-}
-
-/// Carry the master's ICC profile when it describes the output's pixels. A grey profile
-/// cannot describe RGB output (grey master → WebP) and a CMYK JPEG's profile does not
-/// describe the RGB the decoder made: those are dropped, loudly.
-fn keep_icc(profile: &[u8], channels: u8) -> bool {
-    let fits = encode::icc_fits(profile, channels);
-    if !fits {
-        tracing::warn!(
-            colour_space = ?encode::icc_colour_space(profile).map(|c| String::from_utf8_lossy(&c).into_owned()),
-            channels,
-            "transform: the master's ICC profile does not describe the output pixels; not embedded"
-        );
-    }
-    fits
 }

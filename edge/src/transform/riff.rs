@@ -1,7 +1,5 @@
-//! The WebP container (RIFF), just enough to carry an ICC profile and to read the sizes a
-//! master's bitstreams declare. libwebp's simple encoder writes `VP8 `/`VP8L` (or
-//! `VP8X`+`ALPH`+`VP8 ` with alpha) and no profile, so we rewrap the bitstream in the
-//! extended format with a `VP8X` header and an `ICCP` chunk.
+//! The WebP container (RIFF), just enough to read the sizes a master's bitstreams declare
+//! and the lengths its chunks state, before a decoder allocates for them.
 //! See <https://developers.google.com/speed/webp/docs/riff_container>.
 
 /// One chunk: its FourCC and payload (without padding).
@@ -9,42 +7,6 @@
 pub struct Chunk<'a> {
     pub fourcc: [u8; 4],
     pub payload: &'a [u8],
-}
-
-const ICC_FLAG: u8 = 0x20;
-const ALPHA_FLAG: u8 = 0x10;
-
-/// The chunks of a WebP file, in order.
-pub fn chunks(webp: &[u8]) -> Result<Vec<Chunk<'_>>, &'static str> {
-    if webp.len() < 12 || &webp[0..4] != b"RIFF" || &webp[8..12] != b"WEBP" {
-        return Err("not a RIFF WEBP file");
-    }
-    let riff_len = u32::from_le_bytes([webp[4], webp[5], webp[6], webp[7]]) as usize;
-    let end = 8usize.checked_add(riff_len).ok_or("bad RIFF size")?;
-    if end > webp.len() {
-        return Err("RIFF size beyond the data");
-    }
-    let mut out = Vec::new();
-    let mut pos = 12;
-    while pos < end {
-        if pos + 8 > end {
-            return Err("truncated chunk header");
-        }
-        let fourcc = [webp[pos], webp[pos + 1], webp[pos + 2], webp[pos + 3]];
-        let len = u32::from_le_bytes([webp[pos + 4], webp[pos + 5], webp[pos + 6], webp[pos + 7]])
-            as usize;
-        let start = pos + 8;
-        let stop = start.checked_add(len).ok_or("bad chunk size")?;
-        if stop > end {
-            return Err("truncated chunk");
-        }
-        out.push(Chunk {
-            fourcc,
-            payload: &webp[start..stop],
-        });
-        pos = stop + (len & 1);
-    }
-    Ok(out)
 }
 
 /// The chunks of a RIFF body as far as the data goes: a chunk that runs past the end is
@@ -122,7 +84,7 @@ pub fn bitstreams(webp: &[u8]) -> Vec<Bitstream> {
         Some((w, h))
     };
     let found = |c: Chunk<'_>, container| {
-        bitstream_info(&c).ok().map(|(w, h, _)| Bitstream {
+        bitstream_info(&c).ok().map(|(w, h)| Bitstream {
             size: (w, h),
             container,
         })
@@ -144,22 +106,8 @@ pub fn bitstreams(webp: &[u8]) -> Vec<Bitstream> {
     out
 }
 
-fn write_chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], payload: &[u8]) {
-    out.extend_from_slice(fourcc);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-    if payload.len() % 2 == 1 {
-        out.push(0);
-    }
-}
-
-fn u24(v: u32) -> [u8; 3] {
-    let b = v.to_le_bytes();
-    [b[0], b[1], b[2]]
-}
-
-/// Canvas size and alpha use of a simple-format bitstream.
-fn bitstream_info(chunk: &Chunk<'_>) -> Result<(u32, u32, bool), &'static str> {
+/// Size a simple-format bitstream declares in its header.
+fn bitstream_info(chunk: &Chunk<'_>) -> Result<(u32, u32), &'static str> {
     let p = chunk.payload;
     match &chunk.fourcc {
         b"VP8 " => {
@@ -169,71 +117,31 @@ fn bitstream_info(chunk: &Chunk<'_>) -> Result<(u32, u32, bool), &'static str> {
             }
             let w = u32::from(u16::from_le_bytes([p[6], p[7]]) & 0x3fff);
             let h = u32::from(u16::from_le_bytes([p[8], p[9]]) & 0x3fff);
-            Ok((w, h, false))
+            Ok((w, h))
         }
         b"VP8L" => {
-            // Signature 0x2f, then 14 bits width-1, 14 bits height-1, 1 bit alpha_is_used.
+            // Signature 0x2f, then 14 bits width-1, 14 bits height-1.
             if p.len() < 5 || p[0] != 0x2f {
                 return Err("bad VP8L header");
             }
             let bits = u32::from_le_bytes([p[1], p[2], p[3], p[4]]);
-            Ok((
-                (bits & 0x3fff) + 1,
-                ((bits >> 14) & 0x3fff) + 1,
-                (bits >> 28) & 1 == 1,
-            ))
+            Ok(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
         }
         _ => Err("unexpected first chunk"),
     }
-}
-
-/// The same image with `icc` in an `ICCP` chunk (and the ICC flag set in `VP8X`).
-pub fn embed_icc(webp: &[u8], icc: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let chunks = chunks(webp)?;
-    let first = chunks.first().ok_or("no chunks")?;
-    let mut body = Vec::with_capacity(webp.len() + icc.len() + 32);
-    body.extend_from_slice(b"WEBP");
-    if &first.fourcc == b"VP8X" {
-        if first.payload.len() < 10 {
-            return Err("bad VP8X chunk");
-        }
-        let mut vp8x = first.payload.to_vec();
-        vp8x[0] |= ICC_FLAG;
-        write_chunk(&mut body, b"VP8X", &vp8x);
-        write_chunk(&mut body, b"ICCP", icc);
-        for c in chunks.iter().skip(1).filter(|c| &c.fourcc != b"ICCP") {
-            write_chunk(&mut body, &c.fourcc, c.payload);
-        }
-    } else {
-        let (w, h, alpha) = bitstream_info(first)?;
-        let mut vp8x = Vec::with_capacity(10);
-        vp8x.push(ICC_FLAG | if alpha { ALPHA_FLAG } else { 0 });
-        vp8x.extend_from_slice(&[0, 0, 0]);
-        vp8x.extend_from_slice(&u24(w - 1));
-        vp8x.extend_from_slice(&u24(h - 1));
-        write_chunk(&mut body, b"VP8X", &vp8x);
-        write_chunk(&mut body, b"ICCP", icc);
-        for c in &chunks {
-            write_chunk(&mut body, &c.fourcc, c.payload);
-        }
-    }
-    let mut out = Vec::with_capacity(body.len() + 8);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn rejects_what_is_not_webp() {
-        assert!(chunks(b"").is_err());
-        assert!(chunks(b"RIFF\x04\0\0\0WEBX").is_err());
-        // Chunk claims more bytes than there are.
-        assert!(chunks(b"RIFF\x10\0\0\0WEBPVP8 \xff\0\0\0ab").is_err());
+    fn write_chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], payload: &[u8]) {
+        out.extend_from_slice(fourcc);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+        if payload.len() % 2 == 1 {
+            out.push(0);
+        }
     }
 
     #[test]
@@ -274,45 +182,5 @@ mod tests {
         let at = inner.len() - 10; // the VP8L chunk's length, inside the ANMF frame
         inner[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
         assert_eq!(overlong_chunk(&inner), Some((*b"VP8L", 1000)));
-    }
-
-    #[test]
-    fn parses_padded_chunks() {
-        let mut body = b"WEBP".to_vec();
-        write_chunk(&mut body, b"ABCD", b"odd");
-        write_chunk(&mut body, b"EFGH", b"even");
-        let mut file = b"RIFF".to_vec();
-        file.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        file.extend_from_slice(&body);
-        let c = chunks(&file).unwrap();
-        assert_eq!(c.len(), 2);
-        assert_eq!((&c[0].fourcc, c[0].payload), (b"ABCD", &b"odd"[..]));
-        assert_eq!((&c[1].fourcc, c[1].payload), (b"EFGH", &b"even"[..]));
-    }
-
-    #[test]
-    fn lossless_bitstream_gets_vp8x_with_its_alpha_and_size() {
-        // 3×2 RGBA with real alpha, lossless: libwebp writes a bare `VP8L` chunk.
-        let rgba: Vec<u8> = (0..6u8)
-            .flat_map(|i| [i * 40, 10, 200, 255 - i * 50])
-            .collect();
-        let lossless = webp::Encoder::from_rgba(&rgba, 3, 2).encode_lossless();
-        assert_eq!(chunks(&lossless).unwrap()[0].fourcc, *b"VP8L");
-        let icc = b"pretend profile, odd length".to_vec();
-        let out = embed_icc(&lossless, &icc).unwrap();
-        let c = chunks(&out).unwrap();
-        let names: Vec<[u8; 4]> = c.iter().map(|c| c.fourcc).collect();
-        assert_eq!(names, vec![*b"VP8X", *b"ICCP", *b"VP8L"]);
-        assert_eq!(c[0].payload, &[0x30, 0, 0, 0, 2, 0, 0, 1, 0, 0][..]);
-        assert_eq!(c[1].payload, &icc[..]);
-        // An independent reader (image-webp) accepts it and returns the profile and pixels.
-        let mut decoder =
-            image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&out)).unwrap();
-        use image::ImageDecoder;
-        assert_eq!(decoder.icc_profile().unwrap(), Some(icc));
-        assert_eq!(decoder.dimensions(), (3, 2));
-        let mut pixels = vec![0u8; 24];
-        decoder.read_image(&mut pixels).unwrap();
-        assert_eq!(pixels, rgba);
     }
 }

@@ -204,19 +204,44 @@ fn lanczos(img: &DynamicImage, width: u32, height: u32) -> DynamicImage {
 #[test]
 fn each_format_has_its_magic_bytes_and_the_planned_size() {
     let master = png_of(&DynamicImage::ImageRgb8(photo(300, 200)));
-    for format in [Format::Png, Format::Jpeg, Format::Webp] {
+    for format in ALL_FORMATS {
         let out = render_ok(&master, &w(150, format));
         let magic_ok = match format {
             Format::Png => out.bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
             Format::Jpeg => out.bytes.starts_with(&[0xff, 0xd8, 0xff]),
             Format::Webp => &out.bytes[0..4] == b"RIFF" && &out.bytes[8..12] == b"WEBP",
-            Format::Avif => unreachable!(),
+            Format::Avif => &out.bytes[4..12] == b"ftypavif",
         };
         assert!(magic_ok, "{format:?} magic");
         assert_eq!((out.width, out.height), (150, 100), "{format:?}");
         assert_eq!(out.format, format);
-        assert_eq!(decoded(&out.bytes).dimensions(), (150, 100), "{format:?}");
+        assert_eq!(dimensions(&out.bytes), (150, 100), "{format:?}");
     }
+}
+
+const ALL_FORMATS: [Format; 4] = [Format::Png, Format::Jpeg, Format::Webp, Format::Avif];
+
+/// An AVIF's item properties: the size (`ispe`) and whether an alpha item exists
+/// (`auxC` with the alpha URN). Pixels are checked by an independent decoder (Pillow's
+/// libavif) in the end-to-end tests.
+fn avif_props(bytes: &[u8]) -> ((u32, u32), bool) {
+    let at = bytes
+        .windows(4)
+        .position(|b| b == b"ispe")
+        .expect("an ispe box");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    let alpha = bytes
+        .windows(b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha".len())
+        .any(|b| b == b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha");
+    ((be(at + 8), be(at + 12)), alpha)
+}
+
+/// The size of an output in any format.
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    if bytes.get(4..12) == Some(b"ftypavif") {
+        return avif_props(bytes).0;
+    }
+    decoded(bytes).dimensions()
 }
 
 #[test]
@@ -235,6 +260,11 @@ fn fit_modes_give_their_sizes() {
             &spec(Some(100), Some(100), Some(fit), Format::Webp),
         );
         assert_eq!(decoded(&out.bytes).dimensions(), size, "{fit:?}");
+        let avif = render_ok(
+            &master,
+            &spec(Some(100), Some(100), Some(fit), Format::Avif),
+        );
+        assert_eq!(dimensions(&avif.bytes), size, "{fit:?} avif");
     }
     // No upscaling: a box bigger than the master.
     let out = render_ok(
@@ -261,13 +291,13 @@ fn format_only_conversion_keeps_size_and_pixels() {
 #[test]
 fn output_is_deterministic_and_quality_matters() {
     let master = png_of(&DynamicImage::ImageRgb8(photo(320, 240)));
-    for format in [Format::Png, Format::Jpeg, Format::Webp] {
+    for format in ALL_FORMATS {
         let s = spec(Some(160), Some(100), Some(Fit::Cover), format);
         let a = render_ok(&master, &s).bytes;
         let b = render_ok(&master, &s).bytes;
         assert_eq!(a, b, "{format:?} bytes differ between runs");
     }
-    for format in [Format::Jpeg, Format::Webp] {
+    for format in [Format::Jpeg, Format::Webp, Format::Avif] {
         let mut low = w(160, format);
         low.quality = 20;
         let high = w(160, format);
@@ -285,10 +315,21 @@ fn output_is_deterministic_and_quality_matters() {
 }
 
 #[test]
-fn avif_never_reaches_an_encoder() {
-    let master = png_of(&DynamicImage::ImageRgb8(photo(32, 32)));
-    let e = render_err(&master, &w(16, Format::Avif), &Limits::default());
-    assert_eq!(e.kind, ErrorKind::Internal);
+fn avif_keeps_alpha_only_where_there_is_some() {
+    let rgba = png_of(&DynamicImage::ImageRgba8(half_transparent(64, 48)));
+    let (size, alpha) = avif_props(&render_ok(&rgba, &w(32, Format::Avif)).bytes);
+    assert_eq!((size, alpha), ((32, 24), true));
+    // Opaque RGBA, RGB and grey masters: colour only.
+    let opaque = png_of(&DynamicImage::ImageRgba8(
+        DynamicImage::ImageRgb8(photo(64, 48)).to_rgba8(),
+    ));
+    let grey = png_of(&DynamicImage::ImageLuma8(
+        DynamicImage::ImageRgb8(photo(64, 48)).to_luma8(),
+    ));
+    for master in [opaque, grey] {
+        let (size, alpha) = avif_props(&render_ok(&master, &w(32, Format::Avif)).bytes);
+        assert_eq!((size, alpha), ((32, 24), false));
+    }
 }
 
 // ---------------------------------------------------------------- limits and bad masters
@@ -708,21 +749,7 @@ fn golden_exif_orientation_in_png_all_eight_with_cover_crop() {
     }
 }
 
-// ---------------------------------------------------------------- ICC profiles
-
-/// A minimal ICC header (128 bytes + a little tag data) for `space` (`RGB ` or `GRAY`).
-fn icc_profile(space: &[u8; 4]) -> Vec<u8> {
-    let mut p = vec![0u8; 200];
-    p[0..4].copy_from_slice(&200u32.to_be_bytes());
-    p[12..16].copy_from_slice(b"mntr");
-    p[16..20].copy_from_slice(space);
-    p[20..24].copy_from_slice(b"XYZ ");
-    p[36..40].copy_from_slice(b"acsp");
-    for (i, b) in p[128..].iter_mut().enumerate() {
-        *b = i as u8; // distinctive payload
-    }
-    p
-}
+// ---------------------------------------------------------------- colour profiles
 
 fn png_with_icc(img: &DynamicImage, icc: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -746,67 +773,101 @@ fn icc_of(bytes: &[u8]) -> Option<Vec<u8>> {
     decoder.icc_profile().unwrap()
 }
 
+/// No profile in any container: every ICC profile starts its header with a size and has
+/// `acsp` at byte 36, and no output carries those bytes (AVIF's `colr` is the `nclx` kind).
+fn assert_no_profile(bytes: &[u8], what: &str) {
+    if bytes.get(4..12) != Some(b"ftypavif") {
+        assert_eq!(icc_of(bytes), None, "{what}");
+    }
+    assert!(
+        !bytes.windows(4).any(|w| w == b"acsp"),
+        "{what}: an ICC profile is embedded"
+    );
+    assert!(
+        !bytes.windows(4).any(|w| w == b"prof"),
+        "{what}: a colr prof box"
+    );
+}
+
+fn srgb_profile() -> Vec<u8> {
+    moxcms::ColorProfile::new_srgb().encode().unwrap()
+}
+
+fn p3_profile() -> Vec<u8> {
+    moxcms::ColorProfile::new_display_p3().encode().unwrap()
+}
+
 #[test]
-fn icc_profile_is_carried_into_every_format() {
-    let icc = icc_profile(b"RGB ");
+fn an_srgb_tagged_master_gives_untagged_outputs_with_the_same_pixels() {
     for img in [
         DynamicImage::ImageRgb8(photo(64, 48)),
         DynamicImage::ImageRgba8(half_transparent(64, 48)),
     ] {
-        let master = png_with_icc(&img, &icc);
-        for format in [Format::Png, Format::Jpeg, Format::Webp] {
-            let out = render_ok(&master, &w(32, format));
-            assert_eq!(icc_of(&out.bytes).as_deref(), Some(&icc[..]), "{format:?}");
-            assert_eq!(decoded(&out.bytes).dimensions(), (32, 24), "{format:?}");
+        let tagged = png_with_icc(&img, &srgb_profile());
+        let plain = png_of(&img);
+        for format in ALL_FORMATS {
+            let out = render_ok(&tagged, &w(32, format)).bytes;
+            assert_no_profile(&out, &format!("{format:?}"));
+            // The profile changes nothing: byte for byte the untagged master's variant.
+            assert!(out == render_ok(&plain, &w(32, format)).bytes, "{format:?}");
         }
     }
 }
 
 #[test]
-fn webp_icc_container_is_well_formed() {
-    let icc = icc_profile(b"RGB ");
-    let cases = [
-        (
-            DynamicImage::ImageRgb8(photo(64, 48)),
-            vec![*b"VP8X", *b"ICCP", *b"VP8 "],
-            0x20,
-        ),
-        (
-            DynamicImage::ImageRgba8(half_transparent(64, 48)),
-            vec![*b"VP8X", *b"ICCP", *b"ALPH", *b"VP8 "],
-            0x30,
-        ),
-    ];
-    for (img, order, flags) in cases {
-        let out = render_ok(&png_with_icc(&img, &icc), &w(33, Format::Webp)).bytes;
-        let chunks = riff::chunks(&out).unwrap();
-        let names: Vec<[u8; 4]> = chunks.iter().map(|c| c.fourcc).collect();
-        assert_eq!(names, order);
-        let vp8x = chunks[0].payload;
-        assert_eq!(vp8x[0], flags);
-        let canvas_w = u32::from_le_bytes([vp8x[4], vp8x[5], vp8x[6], 0]) + 1;
-        let canvas_h = u32::from_le_bytes([vp8x[7], vp8x[8], vp8x[9], 0]) + 1;
-        assert_eq!((canvas_w, canvas_h), (33, 25));
-        assert_eq!(chunks[1].payload, &icc[..]);
-        assert_eq!(
-            u32::from_le_bytes([out[4], out[5], out[6], out[7]]) as usize,
-            out.len() - 8
+fn a_display_p3_master_is_converted_to_srgb_and_untagged() {
+    // Left half P3's pure red, right half a mid P3 green.
+    let img = RgbImage::from_fn(16, 8, |x, _| {
+        image::Rgb(if x < 8 { [255, 0, 0] } else { [60, 170, 60] })
+    });
+    let master = png_with_icc(&DynamicImage::ImageRgb8(img), &p3_profile());
+    for format in ALL_FORMATS {
+        assert_no_profile(
+            &render_ok(&master, &w(16, format)).bytes,
+            &format!("{format:?}"),
         );
     }
+    let out = decoded(&render_ok(&master, &spec(None, None, None, Format::Png)).bytes).to_rgb8();
+    // Red is outside sRGB: clipped to sRGB's red. The mid green is inside, and in sRGB it
+    // takes a stronger green and less red and blue than in P3 (by the matrices: 0, 173, 35;
+    // the end-to-end test compares whole images with Little CMS).
+    assert_eq!(out.get_pixel(2, 2).0, [255, 0, 0]);
+    let [r, g, b] = out.get_pixel(12, 2).0;
+    assert!(
+        r <= 3 && (171..=175).contains(&g) && (32..=38).contains(&b),
+        "{:?}",
+        [r, g, b]
+    );
 }
 
 #[test]
-fn icc_profile_is_kept_only_where_it_describes_the_pixels() {
-    let grey = DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(photo(40, 30)).to_luma8());
-    let icc = icc_profile(b"GRAY");
-    let master = png_with_icc(&grey, &icc);
-    let png = render_ok(&master, &w(20, Format::Png)).bytes;
-    assert_eq!(icc_of(&png).as_deref(), Some(&icc[..]));
-    let jpeg = render_ok(&master, &w(20, Format::Jpeg)).bytes;
-    assert_eq!(icc_of(&jpeg).as_deref(), Some(&icc[..]));
-    // WebP has no grey: the pixels become RGB, which a grey profile cannot describe.
-    let webp = render_ok(&master, &w(20, Format::Webp)).bytes;
-    assert_eq!(icc_of(&webp), None);
+fn a_grey_profile_converts_grey_and_a_profile_for_other_pixels_is_ignored() {
+    let grey = DynamicImage::ImageLuma8(image::GrayImage::from_fn(32, 4, |x, _| {
+        image::Luma([(x * 8) as u8])
+    }));
+    let g18 = moxcms::ColorProfile::new_gray_with_gamma(1.8)
+        .encode()
+        .unwrap();
+    let out = render_ok(
+        &png_with_icc(&grey, &g18),
+        &spec(None, None, None, Format::Png),
+    )
+    .bytes;
+    assert_no_profile(&out, "grey png");
+    let back = decoded(&out);
+    assert_eq!(back.color(), image::ColorType::L8, "grey stays grey");
+    // Gamma 1.8 → sRGB lightens the mid-tones and keeps black and white.
+    let (src, dst) = (grey.to_luma8(), back.to_luma8());
+    assert_eq!(dst.get_pixel(0, 0).0, [0]);
+    assert!(dst.get_pixel(16, 0).0[0] > src.get_pixel(16, 0).0[0] + 4);
+    // An RGB profile on a grey master cannot describe it: pixels as they are, no profile.
+    let out = render_ok(
+        &png_with_icc(&grey, &p3_profile()),
+        &spec(None, None, None, Format::Png),
+    )
+    .bytes;
+    assert_no_profile(&out, "grey with an RGB profile");
+    assert_eq!(decoded(&out).to_luma8(), grey.to_luma8());
 }
 
 // ---------------------------------------------------------------- JPEG and WebP masters

@@ -176,20 +176,27 @@ export function noisePng(width, height) {
   return rgbPng(width, height, () => [next(), next(), next()]);
 }
 
-/** An 8-bit RGB PNG whose pixel (x, y) is `pixel(x, y)` = [r, g, b]. */
-function rgbPng(width, height, pixel) {
+/** An 8-bit RGBA PNG: a gradient whose left third is transparent and middle third half so. */
+export function rgbaPng(width, height) {
+  return rgbPng(width, height, (x, y) => [(x * 255) / width, (y * 255) / height, 90,
+    x < width / 3 ? 0 : x < (2 * width) / 3 ? 128 : 255], 4);
+}
+
+/** An 8-bit RGB (or RGBA, `channels` 4) PNG whose pixel (x, y) is `pixel(x, y)`. */
+function rgbPng(width, height, pixel, channels = 3) {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // colour type RGB
-  const raw = Buffer.alloc(height * (1 + width * 3));
+  ihdr[9] = channels === 4 ? 6 : 2; // colour type RGBA or RGB
+  const raw = Buffer.alloc(height * (1 + width * channels));
   for (let y = 0; y < height; y++) {
-    const row = y * (1 + width * 3);
+    const row = y * (1 + width * channels);
     raw[row] = 0; // filter: none
     for (let x = 0; x < width; x++) {
-      const p = row + 1 + x * 3;
-      [raw[p], raw[p + 1], raw[p + 2]] = pixel(x, y);
+      const p = row + 1 + x * channels;
+      const v = pixel(x, y);
+      for (let c = 0; c < channels; c++) raw[p + c] = v[c];
     }
   }
   return Buffer.concat([

@@ -44,7 +44,7 @@ describe("origin-request with a policy", () => {
     // w=320&dpr=2 arrives as w=640: allowed (320 × 2), and clamped to the 320-px master.
     for (const [q, key] of [["w=64&fmt=webp", "w=64,fmt=webp"], ["w=128&fmt=webp", "w=128,fmt=webp"], ["w=640&fmt=webp", "w=320,fmt=webp"]]) {
       const res = await shim.handler(eventFor(`/${MASTER}`, q));
-      await assertServesVariant(moto, BUCKET, res, `_variants/v1/${MASTER}/${key}.webp`);
+      await assertServesVariant(moto, BUCKET, res, `_variants/v2/${MASTER}/${key}.webp`);
     }
     const before = await variants();
     for (const [q, param] of [["w=100&fmt=webp", "w"], ["w=64&fmt=jpeg", "fmt"]]) {
@@ -60,16 +60,16 @@ describe("origin-request with a policy", () => {
 
   test("a bare preset is expanded to its query", async () => {
     const res = await shim.handler(eventFor(`/${MASTER}`, "preset=thumb"));
-    await assertServesVariant(moto, BUCKET, res, `_variants/v1/${MASTER}/w=64,fmt=webp.webp`);
+    await assertServesVariant(moto, BUCKET, res, `_variants/v2/${MASTER}/w=64,fmt=webp.webp`);
   });
 
   test("requests beyond the master share one object", async () => {
     for (const q of ["w=320&fmt=webp", "w=640&fmt=webp", "w=1024&fmt=webp", "w=2048&fmt=webp"]) {
       const res = await shim.handler(eventFor(`/${MASTER}`, q));
-      await assertServesVariant(moto, BUCKET, res, `_variants/v1/${MASTER}/w=320,fmt=webp.webp`);
+      await assertServesVariant(moto, BUCKET, res, `_variants/v2/${MASTER}/w=320,fmt=webp.webp`);
     }
     const wide = (await variants()).filter((k) => k.includes("/w=") && /w=(320|640|1024|2048),/.test(k));
-    assert.deepEqual(wide, [`_variants/v1/${MASTER}/w=320,fmt=webp.webp`]);
+    assert.deepEqual(wide, [`_variants/v2/${MASTER}/w=320,fmt=webp.webp`]);
   });
 
   test("a broken master's 415 is remembered beside its variants, tied to its ETag", async () => {
@@ -78,14 +78,14 @@ describe("origin-request with a policy", () => {
       assert.equal(res.status, "415", JSON.stringify(res));
       assert.equal(JSON.parse(res.body).error, "unsupported_image");
     }
-    assert.deepEqual(await moto.keys(BUCKET, `_variants/v1/${BROKEN}/`), [`_variants/v1/${BROKEN}/error.json`]);
-    const marker = JSON.parse((await moto.get(BUCKET, `_variants/v1/${BROKEN}/error.json`)).body.toString());
+    assert.deepEqual(await moto.keys(BUCKET, `_variants/v2/${BROKEN}/`), [`_variants/v2/${BROKEN}/error.json`]);
+    const marker = JSON.parse((await moto.get(BUCKET, `_variants/v2/${BROKEN}/error.json`)).body.toString());
     assert.equal(marker.error, "unsupported_image");
     assert.equal(marker.source_etag, (await moto.head(BUCKET, BROKEN)).headers.get("etag"));
 
     // A replaced master is tried again.
     await moto.put(BUCKET, BROKEN, gradientPng(320, 240), "image/png");
     const res = await shim.handler(eventFor(`/${BROKEN}`, "w=64&fmt=webp"));
-    await assertServesVariant(moto, BUCKET, res, `_variants/v1/${BROKEN}/w=64,fmt=webp.webp`);
+    await assertServesVariant(moto, BUCKET, res, `_variants/v2/${BROKEN}/w=64,fmt=webp.webp`);
   });
 });

@@ -45,7 +45,7 @@ function assertErrorResponse(res, status, error, cache) {
 describe("origin-request through the shim", () => {
   test("the documented example event for image_001.png?w=512&fmt=webp → the variant's bytes, stored", async () => {
     const res = await shim.handler(fixture("image_001-w512-webp.json"));
-    const variant = "_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp";
+    const variant = "_variants/v2/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp";
     // Small (a few KB): answered with its bytes, so CloudFront needs no fetch from S3.
     assert.equal(await assertServesVariant(moto, BUCKET, res, variant), "body");
     assert.equal(res.statusDescription, "OK");
@@ -75,7 +75,7 @@ describe("origin-request through the shim", () => {
     await moto.put(BUCKET, NOISY, noisePng(800, 600), "image/png");
     const size = async (w) => {
       const res = await shim.handler(eventFor(`/${NOISY}`, `w=${w}`));
-      const key = `_variants/v1/${NOISY}/w=${w}.png`;
+      const key = `_variants/v2/${NOISY}/w=${w}.png`;
       const shape = await assertServesVariant(moto, BUCKET, res, key);
       const bytes = Number((await moto.head(BUCKET, key)).headers.get("content-length"));
       assert.equal(shape, bytes <= LIMIT ? "body" : "rewrite", `w=${w}: ${bytes} bytes`);
@@ -110,19 +110,19 @@ describe("origin-request through the shim", () => {
     const missing = await shim.handler(eventFor("/outputs/2025-02-01/nope.png", "w=10"));
     assertErrorResponse(missing, 404, "not_found", "public, max-age=60");
     const direct = await shim.handler(
-      eventFor("/_variants/v1/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp", ""),
+      eventFor("/_variants/v2/outputs/2025-02-01/image_001.png/w=512,fmt=webp.webp", ""),
     );
     assert.equal(direct.status, "404", JSON.stringify(direct));
   });
 
   test("concurrent events each get their own answer", async () => {
     const cases = [
-      ["w=100", `/_variants/v1/${MASTER}/w%3D100.png`],
-      ["w=200&fmt=webp", `/_variants/v1/${MASTER}/w%3D200%2Cfmt%3Dwebp.webp`],
-      ["fmt=jpg&w=300", `/_variants/v1/${MASTER}/w%3D300%2Cfmt%3Djpeg.jpg`],
-      ["h=50", `/_variants/v1/${MASTER}/h%3D50.png`],
+      ["w=100", `/_variants/v2/${MASTER}/w%3D100.png`],
+      ["w=200&fmt=webp", `/_variants/v2/${MASTER}/w%3D200%2Cfmt%3Dwebp.webp`],
+      ["fmt=jpg&w=300", `/_variants/v2/${MASTER}/w%3D300%2Cfmt%3Djpeg.jpg`],
+      ["h=50", `/_variants/v2/${MASTER}/h%3D50.png`],
       ["w=abc", null],
-      ["w=64&h=64&fit=contain&bg=FF0000", `/_variants/v1/${MASTER}/w%3D64%2Ch%3D64%2Cfit%3Dcontain%2Cbg%3Dff0000.png`],
+      ["w=64&h=64&fit=contain&bg=FF0000", `/_variants/v2/${MASTER}/w%3D64%2Ch%3D64%2Cfit%3Dcontain%2Cbg%3Dff0000.png`],
     ];
     const results = await Promise.all(cases.map(([q]) => shim.handler(eventFor(`/${MASTER}`, q))));
     for (const [[query, uri], res] of cases.map((c, i) => [c, results[i]])) {
@@ -132,7 +132,7 @@ describe("origin-request through the shim", () => {
         await assertServesVariant(moto, BUCKET, res, decodeURIComponent(uri.slice(1)));
       }
     }
-    const h50 = await moto.get(BUCKET, `_variants/v1/${MASTER}/h=50.png`);
+    const h50 = await moto.get(BUCKET, `_variants/v2/${MASTER}/h=50.png`);
     assert.deepEqual(pngSize(h50.body), { width: 67, height: 50 });
   });
 
@@ -143,7 +143,7 @@ describe("origin-request through the shim", () => {
     process.kill(pid, "SIGKILL");
     while (shim.childPid() === pid) await new Promise((r) => setTimeout(r, 5));
     const res = await shim.handler(eventFor(`/${MASTER}`, "w=120"));
-    await assertServesVariant(moto, BUCKET, res, `_variants/v1/${MASTER}/w=120.png`);
+    await assertServesVariant(moto, BUCKET, res, `_variants/v2/${MASTER}/w=120.png`);
     assert.notEqual(shim.childPid(), pid);
   });
 
@@ -156,10 +156,10 @@ describe("origin-request through the shim", () => {
     process.kill(pid, "SIGKILL");
     const res = await pending;
     assertErrorResponse(res, 502, "internal", "no-store");
-    assert.deepEqual(await moto.keys(BUCKET, `_variants/v1/${BIG}/`), []);
+    assert.deepEqual(await moto.keys(BUCKET, `_variants/v2/${BIG}/`), []);
 
     const next = await shim.handler(eventFor(`/${BIG}`, "w=100"));
-    await assertServesVariant(moto, BUCKET, next, `_variants/v1/${BIG}/w=100.png`);
+    await assertServesVariant(moto, BUCKET, next, `_variants/v2/${BIG}/w=100.png`);
   });
 
   test("an event over the size bound → 500 no-store, not relayed; the same child serves the next", async () => {
@@ -169,9 +169,9 @@ describe("origin-request through the shim", () => {
     big.Records[0].cf.request.headers["x-padding"] = [{ key: "X-Padding", value: "p".repeat(shim.MAX_EVENT_BYTES) }];
     const res = await shim.handler(big);
     assertErrorResponse(res, 500, "internal", "no-store");
-    assert.equal((await moto.head(BUCKET, `_variants/v1/${MASTER}/w=64.png`)).status, 404, "never rendered");
+    assert.equal((await moto.head(BUCKET, `_variants/v2/${MASTER}/w=64.png`)).status, 404, "never rendered");
     const next = await shim.handler(eventFor(`/${MASTER}`, "w=64"));
-    await assertServesVariant(moto, BUCKET, next, `_variants/v1/${MASTER}/w=64.png`);
+    await assertServesVariant(moto, BUCKET, next, `_variants/v2/${MASTER}/w=64.png`);
     assert.equal(shim.childPid(), pid);
   });
 
@@ -184,9 +184,9 @@ describe("origin-request through the shim", () => {
     await moto.start(); // same port; moto keeps no state, so seed again
     await seed();
     const up = await shim.handler(eventFor(`/${MASTER}`, "w=77"));
-    await assertServesVariant(moto, BUCKET, up, `_variants/v1/${MASTER}/w=77.png`);
+    await assertServesVariant(moto, BUCKET, up, `_variants/v2/${MASTER}/w=77.png`);
     assert.equal(shim.childPid(), pid, "same bootstrap process throughout");
-    const head = await moto.head(BUCKET, `_variants/v1/${MASTER}/w=77.png`);
+    const head = await moto.head(BUCKET, `_variants/v2/${MASTER}/w=77.png`);
     assert.equal(head.headers.get("x-amz-meta-source-etag"), masterEtag);
   });
 });

@@ -219,7 +219,7 @@ impl EdgeServer {
         found
     }
 
-    /// The remembered 415/422s (`_variants/v1/<master>/error.json`).
+    /// The remembered 415/422s (`_variants/v2/<master>/error.json`).
     pub fn failure_markers(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         walk(&self.store.join("_variants"), &mut found);
@@ -361,6 +361,9 @@ pub fn is_png(b: &[u8]) -> bool {
 }
 pub fn is_jpeg(b: &[u8]) -> bool {
     b.starts_with(&[0xff, 0xd8, 0xff])
+}
+pub fn is_avif(b: &[u8]) -> bool {
+    b.get(4..12) == Some(b"ftypavif")
 }
 pub fn is_webp(b: &[u8]) -> bool {
     b.len() > 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP"
