@@ -160,7 +160,10 @@ imgedge_arm64() {
     CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
     AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
   )
-  IMGEDGE_QEMU="qemu-aarch64 -L $sysroot"
+  # Through the sysroot's dynamic loader, not `-L $sysroot`: with -L, Debian's qemu 7.2
+  # spins forever in the first pthread_create of any dynamically linked binary on these
+  # machines (a 5-line C program does it); loading the libraries this way does not.
+  IMGEDGE_QEMU="qemu-aarch64 $sysroot/lib/ld-linux-aarch64.so.1 --library-path $sysroot/lib"
   export IMGEDGE_QEMU
 }
 
