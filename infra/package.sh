@@ -116,7 +116,7 @@ else
         . "$ROOT/scripts/tools.sh"
         imgedge_arm64
         (cd "$ROOT" && env "${lean[@]}" "${IMGEDGE_ARM64_ENV[@]}" "$IMGEDGE_ARM64_CARGO" build --release --locked \
-            --target "$ARM64_TARGET" --bin regional --no-default-features --features regional)
+            --target "$ARM64_TARGET" --bin regional --no-default-features --features regional,avif-asm)
     fi
 fi
 [[ -x "$bin" ]] || { echo "no $bin (build it first)" >&2; exit 1; }
