@@ -220,6 +220,7 @@ impl Drop for FaultProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
 
 /// Pillow (the test tools' venv, scripts/tools.sh): an AVIF decoder and a colour
 /// management system that share no code with imgedge (tests/tools/pillow_tool.py).
