@@ -63,17 +63,16 @@ const H: u32 = 64;
 fn master(kind: &str, icc: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::new();
     {
-        let mut enc = png::Encoder::new(&mut out, W, H);
         let (colour, depth) = match kind {
             "rgb8" => (png::ColorType::Rgb, png::BitDepth::Eight),
             "rgba8" => (png::ColorType::Rgba, png::BitDepth::Eight),
             _ => (png::ColorType::Rgb, png::BitDepth::Sixteen),
         };
-        enc.set_color(colour);
-        enc.set_depth(depth);
-        if let Some(icc) = icc {
-            enc.set_icc_profile(icc.to_vec().into());
-        }
+        let mut info = png::Info::with_size(W, H);
+        info.color_type = colour;
+        info.bit_depth = depth;
+        info.icc_profile = icc.map(|icc| icc.to_vec().into());
+        let enc = png::Encoder::with_info(&mut out, info).unwrap();
         let mut data = Vec::new();
         for y in 0..H {
             for x in 0..W {

@@ -320,7 +320,7 @@ async fn overwrite_replaces_in_place_deletes_variants_and_invalidates_once() {
 
     // Variants made by the edge for every master, by this transform version and by v1
     // (before the version bump): a replaced master's variants of every version are stale.
-    assert!(
+    const _: () = assert!(
         edge::key::TRANSFORM_VERSION >= 2,
         "the test needs two versions"
     );
