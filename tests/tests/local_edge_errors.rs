@@ -64,7 +64,7 @@ fn bad_keys_and_queries_are_400_with_a_json_body() {
         ("w=5000&dpr=2", "w|dpr"),
         ("w=10&fmt=gif", "fmt"),
         ("w=10&fmt=WEBP", "fmt"),
-        ("w=10&fmt=avif", "fmt"),
+        ("w=10&fmt=heic", "fmt"),
         ("w=10&q=101", "q"),
         ("w=10&q=50", "q"),
         ("w=10&fmt=png&q=50", "q"),

@@ -210,7 +210,8 @@ fn every_store_fault_is_answered_in_time_and_recovered_from() {
         // Nothing partial or wrong: the variant is in the bucket only if it was served.
         let after = assert_bucket_sound(&moto.endpoint(), BUCKET, c.name);
         let key = format!(
-            "_variants/v1/{}/{}.{}",
+            "_variants/v{}/{}/{}.{}",
+            edge::key::TRANSFORM_VERSION,
             c.master,
             c.query.replace('&', ","),
             if c.master == PHOTO { "webp" } else { "png" }
@@ -292,7 +293,10 @@ fn twenty_concurrent_firsts_under_a_flaky_store_agree() {
     let keys = assert_bucket_sound(&moto.endpoint(), BUCKET, "20 concurrent firsts");
     assert_eq!(
         keys,
-        [format!("_variants/v1/{PHOTO}/w=640,fmt=webp.webp")],
+        [format!(
+            "_variants/v{}/{PHOTO}/w=640,fmt=webp.webp",
+            edge::key::TRANSFORM_VERSION
+        )],
         "one object"
     );
     let stored = s3_call(

@@ -40,7 +40,7 @@ async function instance() {
   return shim;
 }
 
-const keyOf = (w) => `_variants/v1/${MASTER}/w=${w}.png`;
+const keyOf = (w) => `_variants/v2/${MASTER}/w=${w}.png`;
 
 /** A 200 is the whole image of the right size (its bytes, or a rewrite to a whole stored
  * object); anything else a JSON 5xx with `no-store`. Returns the status and the bytes. */
