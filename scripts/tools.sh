@@ -43,21 +43,23 @@ imgedge_tools() {
   export PATH="$IMGEDGE_VENV/bin:$PATH"
 }
 
-# apt-get install, as root or through sudo; anything else is a clear error naming the package.
-imgedge_apt() {
-  local sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null; then
-      sudo=(sudo)
-    else
-      echo "imgedge: $* missing and this user is not root and has no sudo;" \
-        "install Debian's $* (apt-get install -y $*) and run again" >&2
-      return 1
-    fi
+# A system command ($@) as root or through sudo; anything else is a clear error.
+imgedge_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    echo "imgedge: '$*' needs root and this user is not root and has no sudo; run it as root and run again" >&2
+    return 1
   fi
+}
+
+# apt-get install of Debian packages ($@), through imgedge_root.
+imgedge_apt() {
   echo "==> apt-get install $*" >&2
-  "${sudo[@]}" apt-get update -qq >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+  imgedge_root apt-get update -qq >&2
+  imgedge_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
 # rav1e's x86-64 assembly is assembled by nasm at build time (4–5× faster AVIF encoding;
@@ -94,19 +96,7 @@ imgedge_browser() {
   local root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   if [[ -z ${IMGEDGE_CHROMIUM:-} ]] && ! command -v chromium >/dev/null; then
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-      if command -v sudo >/dev/null; then
-        sudo=(sudo)
-      else
-        echo "imgedge_browser: chromium is missing and this user is not root and has no sudo;" \
-          "install Debian's chromium package (apt-get install -y chromium) and run again" >&2
-        return 1
-      fi
-    fi
-    echo "==> apt-get install chromium (the browser test's headless browser)" >&2
-    "${sudo[@]}" apt-get update -qq >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >&2
+    imgedge_apt chromium fonts-dejavu-core
   fi
   IMGEDGE_CHROMIUM=${IMGEDGE_CHROMIUM:-$(command -v chromium)}
   export IMGEDGE_CHROMIUM
@@ -142,14 +132,9 @@ imgedge_arm64() {
   local sysroot=/usr/aarch64-linux-gnu
   if ! [[ -x /usr/bin/rustc && -x /usr/bin/cargo && -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib &&
     -x /usr/bin/aarch64-linux-gnu-gcc && -x /usr/bin/qemu-aarch64 && -d $sysroot/lib ]]; then
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    echo "==> apt-get install rustc-web and its arm64 standard library, the aarch64 linker, qemu-user" >&2
-    dpkg --print-foreign-architectures | grep -qx arm64 || "${sudo[@]}" dpkg --add-architecture arm64
-    "${sudo[@]}" apt-get update -qq >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 \
-      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >&2
+    dpkg --print-foreign-architectures | grep -qx arm64 || imgedge_root dpkg --add-architecture arm64
+    imgedge_apt rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 \
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
   fi
   # shellcheck disable=SC2034 # read by the scripts that source this file
   IMGEDGE_ARM64_CARGO=/usr/bin/cargo
