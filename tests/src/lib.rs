@@ -30,6 +30,51 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
     false
 }
 
+/// The port a child process says it listens on, in a line of `stream` (its stdout or
+/// stderr) holding `marker` right before the port. The rest of the stream is drained so the
+/// child never blocks writing to it. A server given port 0 picks a port nobody else holds:
+/// a port chosen by the test and released before the server binds it can be taken by a
+/// parallel test's listener, whose answer then looks like the server's.
+pub fn announced_port(
+    child: &mut Child,
+    stream: impl std::io::Read + Send + 'static,
+    marker: &str,
+    what: &str,
+) -> u16 {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut sent = false;
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if sent {
+                continue;
+            }
+            let port = line.split_once(marker.as_str()).and_then(|(_, rest)| {
+                let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+                digits.parse::<u16>().ok()
+            });
+            match port {
+                Some(port) => sent = tx.send(Ok(port)).is_ok(),
+                None => seen.push_str(&format!("{line}\n")),
+            }
+        }
+        if !sent {
+            let _ = tx.send(Err(seen));
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(port)) => port,
+        Ok(Err(output)) => panic!("{what} exited before it listened:\n{output}"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{what} printed no listening address within 60 s")
+        }
+    }
+}
+
 /// Path of a binary of this workspace (`edge`, `bootstrap`, `generator`), next to the
 /// test executable's `deps/` directory.
 pub fn bin_path(name: &str) -> PathBuf {
@@ -51,32 +96,37 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Start `moto_server` (or `$MOTO_SERVER`) and wait until it answers. A free port can
-    /// be taken by a parallel test's server between the probe and the bind; then this
-    /// server exits at once (and the port answers for the other one), so it is tried
-    /// again on another port.
+    /// Start `moto_server` (or `$MOTO_SERVER`) on a port it picks (see [`announced_port`];
+    /// moto takes about a second to import, a wide window for a port chosen here).
     pub fn start() -> MotoServer {
-        for _ in 0..5 {
-            let mut server = Self::start_on(free_port());
-            std::thread::sleep(Duration::from_millis(200));
-            let exited = server
-                .child
-                .as_mut()
-                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
-            if !exited {
-                return server;
-            }
-        }
-        panic!("moto_server kept exiting at start (ports taken?)")
+        let (mut child, program) = Self::spawn(0, Stdio::piped());
+        let stderr = child.stderr.take().unwrap();
+        let port = announced_port(&mut child, stderr, "Running on http://127.0.0.1:", &program);
+        let server = MotoServer {
+            child: Some(child),
+            port,
+        };
+        server.wait_until_answering();
+        server
     }
 
     /// Start on a given port (used to restart a stopped server at the same endpoint).
     pub fn start_on(port: u16) -> MotoServer {
+        let (child, _) = Self::spawn(port, Stdio::null());
+        let server = MotoServer {
+            child: Some(child),
+            port,
+        };
+        server.wait_until_answering();
+        server
+    }
+
+    fn spawn(port: u16, stderr: Stdio) -> (Child, String) {
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -84,18 +134,18 @@ impl MotoServer {
                      or run ./scripts/test, which does"
                 )
             });
-        let server = MotoServer {
-            child: Some(child),
-            port,
-        };
+        (child, program)
+    }
+
+    fn wait_until_answering(&self) {
         assert!(
             wait_for_port(
-                SocketAddr::from(([127, 0, 0, 1], port)),
+                SocketAddr::from(([127, 0, 0, 1], self.port)),
                 Duration::from_secs(20)
             ),
-            "moto_server did not start on port {port}"
+            "moto_server did not start on port {}",
+            self.port
         );
-        server
     }
 
     pub fn endpoint(&self) -> String {

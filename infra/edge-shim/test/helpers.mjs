@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,14 +36,6 @@ export function fixture(name) {
   return JSON.parse(readFileSync(join(FIXTURES, name), "utf8"));
 }
 
-export async function freePort() {
-  const server = createServer();
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 async function waitForPort(port, timeoutMs) {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
@@ -69,21 +61,40 @@ async function s3fetch(url, init = {}) {
   return fetch(url, { ...init, headers: { ...AUTH, ...init.headers } });
 }
 
-/** moto's S3 server on loopback; `stop()` and `start()` again on the same port. */
+/**
+ * moto's S3 server on loopback; `stop()` and `start()` again on the same port. The first
+ * start lets moto pick the port and reads it from its startup line: a port chosen here and
+ * released during moto's second of imports can be taken by a parallel test's listener.
+ */
 export class Moto {
-  constructor(port) {
-    this.port = port;
-    this.endpoint = `http://127.0.0.1:${port}`;
-  }
-  static async start(port) {
-    const moto = new Moto(port ?? (await freePort()));
+  static async start() {
+    const moto = new Moto();
     await moto.start();
     return moto;
   }
   async start() {
     const program = process.env.MOTO_SERVER ?? "moto_server";
-    this.child = spawn(program, ["-H", "127.0.0.1", "-p", String(this.port)], { stdio: "ignore" });
+    const port = this.port ?? 0;
+    this.child = spawn(program, ["-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
     this.child.on("error", (e) => console.error(`cannot start ${program}: ${e.message}`));
+    this.child.stderr.setEncoding("utf8");
+    if (port === 0) {
+      this.port = await new Promise((resolve, reject) => {
+        let seen = "";
+        const onData = (chunk) => {
+          seen += chunk;
+          const m = seen.match(/Running on http:\/\/127\.0\.0\.1:(\d+)/);
+          if (m) {
+            this.child.stderr.off("data", onData);
+            resolve(Number(m[1]));
+          }
+        };
+        this.child.stderr.on("data", onData);
+        this.child.once("exit", () => reject(new Error(`${program} exited before it listened:\n${seen}`)));
+      });
+      this.endpoint = `http://127.0.0.1:${this.port}`;
+    }
+    this.child.stderr.resume(); // moto logs every request there; keep draining it
     await waitForPort(this.port, 20_000);
   }
   async stop() {

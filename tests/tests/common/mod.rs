@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use imgedge_tests::{bin_path, free_port, wait_for_port};
+use imgedge_tests::{announced_port, bin_path, wait_for_port};
 
 /// A running `edge serve`; killed on drop.
 pub struct EdgeServer {
@@ -102,14 +102,13 @@ impl EdgeServer {
         seed: bool,
         log: Option<&Path>,
     ) -> EdgeServer {
-        let port = free_port();
         let mut command = Command::new(bin_path("edge"));
         command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
             .arg(store_arg)
             .args(args)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(match log {
                 Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
                 None => Stdio::null(),
@@ -120,7 +119,10 @@ impl EdgeServer {
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command.spawn().expect("edge serve starts");
+        let mut child = command.spawn().expect("edge serve starts");
+        // It prints "imgedge edge serving … on http://127.0.0.1:PORT/" once it listens.
+        let stdout = child.stdout.take().unwrap();
+        let port = announced_port(&mut child, stdout, " on http://127.0.0.1:", "edge serve");
         let server = EdgeServer {
             child,
             port,
