@@ -316,7 +316,7 @@ pub async fn handle_origin_request_until(
     let record = RequestRecord::new(
         request_id,
         key,
-        crate::sign::split_sig(&request.querystring).0,
+        &request.querystring,
         result.as_ref(),
         &trace,
         started.elapsed(),

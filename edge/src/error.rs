@@ -24,6 +24,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in DESIGN.md §1's order of codes.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::InvalidKey,
+        ErrorKind::InvalidParameter,
+        ErrorKind::InvalidSignature,
+        ErrorKind::NotFound,
+        ErrorKind::UnsupportedImage,
+        ErrorKind::ImageTooLarge,
+        ErrorKind::Busy,
+        ErrorKind::Timeout,
+        ErrorKind::StoreError,
+        ErrorKind::Internal,
+    ];
+
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::InvalidKey | ErrorKind::InvalidParameter => 400,

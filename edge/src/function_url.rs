@@ -89,7 +89,7 @@ pub async fn handle_function_url_request(
         Err(_) => key_from_uri(&path).unwrap_or_else(|| path.trim_start_matches('/').to_string()),
     };
     let query = match &request {
-        Ok((_, query)) => crate::sign::split_sig(query).0.to_string(),
+        Ok((_, query)) => query.to_string(),
         Err(_) => String::new(),
     };
     let (response, record) = match answer {
@@ -97,7 +97,7 @@ pub async fn handle_function_url_request(
             let mut record = RequestRecord::new(
                 &request_id,
                 key,
-                query,
+                &query,
                 Ok(&ensured),
                 &trace,
                 started.elapsed(),
@@ -112,7 +112,7 @@ pub async fn handle_function_url_request(
             let mut record = RequestRecord::new(
                 &request_id,
                 key,
-                query,
+                &query,
                 Ok(&ensured),
                 &trace,
                 started.elapsed(),
@@ -129,7 +129,7 @@ pub async fn handle_function_url_request(
             let mut record = RequestRecord::new(
                 &request_id,
                 key,
-                query,
+                &query,
                 Ok(&ensured),
                 &trace,
                 started.elapsed(),
@@ -141,7 +141,7 @@ pub async fn handle_function_url_request(
             let record = RequestRecord::new(
                 &request_id,
                 key,
-                query,
+                &query,
                 Err(&error),
                 &trace,
                 started.elapsed(),

@@ -336,13 +336,18 @@ fn master_size_from_metadata(meta: &ObjectMeta) -> Option<(u32, u32)> {
     Some((side(WIDTH_METADATA)?, side(HEIGHT_METADATA)?))
 }
 
-/// A remembered 415/422: the error's public JSON plus what it depends on. Honoured only
-/// for the same master bytes (ETag) and the same limits, so a replaced master or raised
-/// limits are tried again.
+/// A remembered 415/422 (`error.json`, DESIGN.md §3): the error's public JSON plus what it
+/// depends on, `source-etag` named as in the variants' metadata. Honoured only for the same
+/// master bytes (ETag) and the same limits, so a replaced master or raised limits are tried
+/// again.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct FailureMarker {
+    /// Informative (the kind decides it); absent in markers written before it was added.
+    #[serde(default)]
+    status: u16,
     error: ErrorKind,
     message: String,
+    #[serde(rename = "source-etag", alias = "source_etag")]
     source_etag: String,
     max_pixels: u64,
     max_bytes: u64,
@@ -371,6 +376,7 @@ impl FailureMarker {
             return;
         }
         let marker = FailureMarker {
+            status: e.status(),
             error: e.kind,
             message: e.message.clone(),
             source_etag: master_etag.to_string(),
@@ -894,6 +900,34 @@ mod tests {
             store.list(VARIANTS).await.unwrap(),
             ["_variants/v2/outputs/2025-02-01/image_001.png/error.json"],
             "the marker is the only object beside the variants"
+        );
+        // The error's JSON plus the master's ETag under the metadata's name (DESIGN.md §3).
+        let marker = store
+            .get("_variants/v2/outputs/2025-02-01/image_001.png/error.json")
+            .await
+            .unwrap()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&marker.body).unwrap();
+        let master_etag = store.head(MASTER).await.unwrap().unwrap().etag;
+        assert_eq!(json["status"], 415);
+        assert_eq!(json["error"], "unsupported_image");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(json["source-etag"], master_etag.as_str());
+        assert_eq!(marker.head.meta.metadata[SOURCE_ETAG], master_etag);
+        // A marker written before `status` and the hyphenated name still counts.
+        let old = format!(
+            r#"{{"error":"unsupported_image","message":"old","source_etag":{},"max_pixels":{},"max_bytes":{}}}"#,
+            serde_json::Value::from(master_etag.as_str()),
+            Limits::default().max_pixels,
+            Limits::default().max_bytes
+        );
+        let old = Object {
+            head: marker.head.clone(),
+            body: Bytes::from(old),
+        };
+        assert_eq!(
+            FailureMarker::read(&old, &master_etag, &Limits::default()).map(|e| e.message),
+            Some("old".to_string())
         );
 
         // Replacing the master clears it: the new bytes are tried (and render).

@@ -285,7 +285,13 @@ fn the_edge_cache_hits_and_a_fresh_edge_reuses_the_stored_variant() {
         assert_eq!(hit.body, miss.body);
         assert_eq!(hit.header("etag"), miss.header("etag"));
         assert!(hit.header("age").is_some());
-        assert!(hit.header("server-timing").is_none());
+        // A hit's timing is the lookup alone: no store call, no origin.
+        let hit_timing = hit.header("server-timing").unwrap();
+        assert!(
+            hit_timing.starts_with("edge-cache;desc=hit;dur="),
+            "{hit_timing}"
+        );
+        assert!(!hit_timing.contains("origin"), "{hit_timing}");
         let etag = miss.header("etag").unwrap().to_string();
         (miss.body, etag)
     };

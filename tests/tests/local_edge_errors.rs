@@ -96,6 +96,10 @@ fn missing_masters_and_the_variants_prefix_are_404() {
     edge.get("/landscape.png?w=64"); // puts a real variant in the bucket
     let variant = "/_variants/v2/landscape.png/w=64.png";
     assert!(dir.path().join(&variant[1..]).exists());
+    // Valid keys the filesystem bucket cannot hold: a segment over 255 bytes (the key limit
+    // is 1024), names of the store's own files.
+    let long = format!("/outputs/{}.png", "a".repeat(300));
+    let long_query = format!("{long}?w=10");
     for path in [
         "/missing.png",
         "/missing.png?w=100&fmt=webp",
@@ -103,6 +107,10 @@ fn missing_masters_and_the_variants_prefix_are_404() {
         variant,
         "/%5Fvariants/v2/landscape.png/w=64.png",
         "/_variants/v2/landscape.png/w=64.png?w=10",
+        &long,
+        &long_query,
+        "/.imgedge-meta/objects/landscape.png",
+        "/.imgedge-meta/objects/landscape.png?w=10",
     ] {
         assert_error(&edge.get(path), 404, "not_found", path);
     }

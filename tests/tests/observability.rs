@@ -75,12 +75,37 @@ fn json_request_lines_metrics_and_server_timing() {
     }
     let hit = edge.get(&signed("w=100&fmt=webp"));
     assert_eq!(hit.x_cache(), "Hit from imgedge");
+    // Every answer says where its time went: the lookup of a hit, the viewer step of a 400.
+    assert!(hit
+        .header("server-timing")
+        .unwrap()
+        .starts_with("edge-cache;desc=hit;dur="));
     assert_eq!(edge.get("/a.png").status, 200);
-    assert_eq!(edge.get(&signed("w=0")).status, 400);
+    let refused = edge.get(&signed("w=0"));
+    assert_eq!(refused.status, 400);
+    assert!(refused
+        .header("server-timing")
+        .unwrap()
+        .starts_with("viewer;dur="));
     assert_eq!(edge.get("/a.png?w=100").status, 403);
     assert_eq!(edge.get(&signed("w=50&fmt=png")).status, 200);
+    // A 404 from the origin, then the same 404 from the edge cache: both count as not_found.
+    let missing = format!("/missing.png?{}", keys.signed_query("/missing.png", "w=10"));
+    assert_eq!(edge.get(&missing).status, 404);
+    let cached_404 = edge.get(&missing);
+    assert_eq!(cached_404.status, 404);
+    assert_eq!(cached_404.x_cache(), "Hit from imgedge");
+    // A `sig` that is not last is refused, and still never logged.
+    assert_eq!(edge.get("/a.png?sig=NOTLAST&w=100").status, 403);
     let metrics = edge.get("/metrics");
     assert_eq!(metrics.status, 200);
+    let openmetrics = edge.get_with(
+        "/metrics",
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )],
+    );
     drop(edge);
 
     let records = lines(&log);
@@ -96,7 +121,10 @@ fn json_request_lines_metrics_and_server_timing() {
             "master",
             "invalid_parameter",
             "invalid_signature",
-            "built"
+            "built",
+            "not_found",
+            "not_found",
+            "invalid_signature",
         ]
     );
     for r in &records {
@@ -109,6 +137,10 @@ fn json_request_lines_metrics_and_server_timing() {
         }
         assert_eq!(r["message"], "request");
         assert!(!r.to_string().contains("sig="), "no sig in a log line: {r}");
+        assert!(
+            !r.to_string().contains("NOTLAST"),
+            "no sig in a log line: {r}"
+        );
         assert!(!r.to_string().contains(KEY), "no secret in a log line: {r}");
     }
     let first = &records[0];
@@ -130,27 +162,62 @@ fn json_request_lines_metrics_and_server_timing() {
     assert_eq!(records[3]["status"], 400);
     assert_eq!(records[3]["level"], "warn");
 
-    // Prometheus' own parsers (classic text and OpenMetrics) read the exposition.
-    let text = String::from_utf8(metrics.body).unwrap();
-    assert!(metrics.headers["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/openmetrics-text"));
+    // Prometheus' own parsers read the exposition: classic text by default, OpenMetrics
+    // when the scraper asks for it (as Prometheus does).
+    let content_type = |r: &Reply| r.header("content-type").unwrap().to_string();
+    assert_eq!(
+        content_type(&metrics),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(content_type(&openmetrics).starts_with("application/openmetrics-text; version=1.0.0"));
+    let classic = parse_metrics("classic", &metrics.body);
+    assert_eq!(classic, parse_metrics("openmetrics", &openmetrics.body));
+    let samples = classic;
+    let sample = |name: &str| {
+        samples[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} in {samples}"))
+    };
+    assert_eq!(sample(r#"imgedge_builds_total{}"#), 2.0);
+    assert_eq!(sample(r#"imgedge_requests_total{"outcome": "hit"}"#), 2.0);
+    assert_eq!(sample(r#"imgedge_errors_total{"code": "not_found"}"#), 2.0);
+    assert!(
+        samples
+            .get(r#"imgedge_errors_total{"code": "hit"}"#)
+            .is_none(),
+        "{samples}"
+    );
+    assert_eq!(
+        sample(r#"imgedge_errors_total{"code": "invalid_signature"}"#),
+        2.0
+    );
+    assert_eq!(
+        sample(r#"imgedge_edge_cache_requests_total{"result": "miss"}"#),
+        4.0
+    );
+    assert_eq!(sample(r#"imgedge_render_duration_seconds_count{}"#), 2.0);
+    assert_eq!(sample(r#"imgedge_origin_requests_in_flight{}"#), 0.0);
+}
+
+/// Samples (`name{labels}` → value) as one of Prometheus' Python parsers reads `body`.
+fn parse_metrics(parser: &str, body: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8(body.to_vec()).unwrap();
     let parsed = Command::new("python")
         .args([
             "-c",
             r#"
 import sys, json
-from prometheus_client.parser import text_string_to_metric_families as classic
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
-text = sys.stdin.read()
+if sys.argv[1] == "classic":
+    from prometheus_client.parser import text_string_to_metric_families as parse
+else:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse
 out = {}
-for parse in (classic, openmetrics):
-    for family in parse(text):
-        for s in family.samples:
-            out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+for family in parse(sys.stdin.read()):
+    for s in family.samples:
+        out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
 print(json.dumps(out))
 "#,
+            parser,
         ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -164,27 +231,10 @@ print(json.dumps(out))
         .expect("python with prometheus_client (scripts/tools.sh installs it)");
     assert!(
         parsed.status.success(),
-        "{}\n{text}",
+        "{parser}: {}\n{text}",
         String::from_utf8_lossy(&parsed.stderr)
     );
-    let samples: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
-    let sample = |name: &str| {
-        samples[name]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{name} in {samples}"))
-    };
-    assert_eq!(sample(r#"imgedge_builds_total{}"#), 2.0);
-    assert_eq!(sample(r#"imgedge_requests_total{"outcome": "hit"}"#), 1.0);
-    assert_eq!(
-        sample(r#"imgedge_errors_total{"code": "invalid_signature"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(r#"imgedge_edge_cache_requests_total{"result": "miss"}"#),
-        3.0
-    );
-    assert_eq!(sample(r#"imgedge_render_duration_seconds_count{}"#), 2.0);
-    assert_eq!(sample(r#"imgedge_origin_requests_in_flight{}"#), 0.0);
+    serde_json::from_slice(&parsed.stdout).unwrap()
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! `GET /metrics` of `edge serve` (DESIGN.md §11): Prometheus text (OpenMetrics) from the
-//! `prometheus-client` crate. Labels are bounded: outcomes and error codes are fixed sets.
+//! `GET /metrics` of `edge serve` (DESIGN.md §11): Prometheus text format 0.0.4, or
+//! OpenMetrics to a scraper that asks for it (`Accept: application/openmetrics-text`, as
+//! Prometheus does), from the `prometheus-client` crate. Labels are bounded: outcomes and
+//! error codes are fixed sets.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,8 +12,11 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::observe::RequestRecord;
 
-/// Content type of the exposition.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the OpenMetrics exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text exposition.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -130,12 +135,52 @@ impl EdgeMetrics {
     }
 
     /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The exposition for a scraper's `Accept` header, and its content type.
+    pub fn render(&self, accept: Option<&str>) -> (&'static str, String) {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
-        text
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (OPENMETRICS_CONTENT_TYPE, text)
+        } else {
+            (
+                PROMETHEUS_CONTENT_TYPE,
+                openmetrics_to_prometheus_text(&text),
+            )
+        }
     }
+}
+
+/// OpenMetrics text as Prometheus text 0.0.4: a counter family is named by its samples
+/// (`x_total`, where OpenMetrics says `x`), and there are no `# UNIT` or `# EOF` lines.
+fn openmetrics_to_prometheus_text(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{total} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Decrements the in-flight gauge when dropped (also on a cancelled request).
@@ -144,5 +189,44 @@ pub struct InFlight<'a>(&'a Gauge);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples_in_prometheus_text() {
+        let om = "# HELP imgedge_builds Variants rendered.\n# TYPE imgedge_builds counter\n\
+                  imgedge_builds_total 2\n# HELP imgedge_render_duration_seconds Render.\n\
+                  # TYPE imgedge_render_duration_seconds histogram\n\
+                  # UNIT imgedge_render_duration_seconds seconds\n\
+                  imgedge_render_duration_seconds_sum 0.5\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus_text(om),
+            "# HELP imgedge_builds_total Variants rendered.\n\
+             # TYPE imgedge_builds_total counter\nimgedge_builds_total 2\n\
+             # HELP imgedge_render_duration_seconds Render.\n\
+             # TYPE imgedge_render_duration_seconds histogram\n\
+             imgedge_render_duration_seconds_sum 0.5\n"
+        );
+    }
+
+    #[test]
+    fn the_format_follows_the_accept_header() {
+        let metrics = EdgeMetrics::default();
+        let (ct, text) = metrics.render(None);
+        assert_eq!(ct, PROMETHEUS_CONTENT_TYPE);
+        assert!(!text.contains("# EOF"));
+        assert!(
+            text.contains("# TYPE imgedge_builds_total counter"),
+            "{text}"
+        );
+        let (ct, text) = metrics.render(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ));
+        assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
+        assert!(text.ends_with("# EOF\n"));
     }
 }

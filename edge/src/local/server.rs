@@ -17,7 +17,7 @@ use axum::Router;
 use percent_encoding::percent_decode_str;
 
 use super::cache::{edge_ttl, etag_matches, CacheHit, CachedResponse, EdgeCache};
-use super::metrics::{self, EdgeMetrics};
+use super::metrics::EdgeMetrics;
 use super::pages;
 use super::playground;
 use super::{
@@ -29,7 +29,6 @@ use crate::error::Error;
 use crate::guard::Guard;
 use crate::observe::{self, LogFormat, RequestRecord};
 use crate::service::{BuildStats, Origin};
-use crate::sign::split_sig;
 use crate::single_flight::KeyedLocks;
 use crate::store::StoreCall;
 
@@ -85,7 +84,11 @@ struct Answer {
     record: RequestRecord,
     /// `Some(age)` for a cache hit.
     hit: Option<Duration>,
-    server_timing: Option<String>,
+    /// The origin was asked (an edge cache miss).
+    missed: bool,
+    /// Every answer has one: the origin's store calls and stages on a miss, the lookup on a
+    /// hit, the viewer step when it answered.
+    server_timing: String,
     /// Add `Vary: Accept` (the viewer asked for `fmt=auto`).
     vary_accept: bool,
 }
@@ -119,6 +122,19 @@ pub fn server_timing(
     parts.join(", ")
 }
 
+/// The `error` code of a JSON error body (DESIGN.md §1).
+fn error_code(body: &[u8]) -> Option<&'static str> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: String,
+    }
+    let code = serde_json::from_slice::<Body>(body).ok()?.error;
+    crate::error::ErrorKind::ALL
+        .iter()
+        .map(|kind| kind.code())
+        .find(|known| *known == code)
+}
+
 struct Edge {
     origin: Arc<Origin>,
     guard: Guard,
@@ -139,11 +155,12 @@ impl Edge {
                 let mut record = RequestRecord::base(
                     cloudfront::next_request_id(),
                     path.trim_start_matches('/'),
-                    split_sig(query).0,
+                    query,
                     started.elapsed(),
                 );
                 record.set_error(&e);
-                return Answer::from_viewer_function(&e, record);
+                let timing = format!("viewer;dur={:.3}", record.total_ms);
+                return Answer::from_viewer_function(&e, record, timing);
             }
         };
         let hit = |hit: CacheHit| {
@@ -153,7 +170,11 @@ impl Edge {
                 key.origin_query.as_str(),
                 started.elapsed(),
             );
-            record.outcome = "hit".to_string();
+            record.outcome = match hit.response.status {
+                // A cached error is counted and logged under its own code.
+                400.. => error_code(&hit.response.body).unwrap_or("hit").to_string(),
+                _ => "hit".to_string(),
+            };
             record.status = hit.response.status;
             record.bytes_out = Some(hit.response.body.len() as u64);
             Answer::hit(hit, record)
@@ -222,14 +243,15 @@ impl Edge {
         }
         record.bytes_out = Some(response.body.len() as u64).filter(|_| response.status < 400);
         Answer {
-            server_timing: Some(server_timing(
+            server_timing: server_timing(
                 &handled.trace.calls,
                 handled.built.as_ref(),
                 origin_time,
                 read_time,
-            )),
+            ),
             response,
             hit: None,
+            missed: true,
             vary_accept: false,
             record,
         }
@@ -328,18 +350,20 @@ impl Answer {
         Answer {
             response: hit.response,
             hit: Some(hit.age),
-            server_timing: None,
+            missed: false,
+            server_timing: format!("edge-cache;desc=hit;dur={:.3}", record.total_ms),
             vary_accept: false,
             record,
         }
     }
 
     /// The viewer-request function's own answer: it never reaches the cache or the origin.
-    fn from_viewer_function(e: &Error, record: RequestRecord) -> Answer {
+    fn from_viewer_function(e: &Error, record: RequestRecord, server_timing: String) -> Answer {
         Answer {
             response: Arc::new(CachedResponse::from_error(e)),
             hit: None,
-            server_timing: None,
+            missed: false,
+            server_timing,
             vary_accept: false,
             record,
         }
@@ -348,10 +372,10 @@ impl Answer {
     /// `Some(true)` for an edge cache hit, `Some(false)` for a miss, `None` when the viewer
     /// step answered (no lookup).
     fn edge_cache_hit(&self) -> Option<bool> {
-        match (&self.hit, &self.server_timing) {
+        match (&self.hit, self.missed) {
             (Some(_), _) => Some(true),
-            (None, Some(_)) => Some(false),
-            (None, None) => None,
+            (None, true) => Some(false),
+            (None, false) => None,
         }
     }
 
@@ -379,9 +403,7 @@ impl Answer {
         if let Some(age) = self.hit {
             builder = builder.header(header::AGE, age.as_secs());
         }
-        if let Some(timing) = &self.server_timing {
-            builder = builder.header("server-timing", timing.as_str());
-        }
+        builder = builder.header("server-timing", self.server_timing.as_str());
         if self.vary_accept {
             builder = builder.header(header::VARY, "Accept");
         }
@@ -519,7 +541,8 @@ async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response {
     } else if path == RESOLVE_PATH {
         edge.resolve(&request, &query)
     } else if path == METRICS_PATH {
-        text_response(metrics::CONTENT_TYPE, edge.metrics.render())
+        let (content_type, text) = edge.metrics.render(accept.as_deref());
+        text_response(content_type, text)
     } else if path == "/favicon.ico" {
         favicon()
     } else {
@@ -611,6 +634,16 @@ pub async fn shutdown_signal() {
 mod tests {
     use super::*;
     use crate::transform;
+
+    #[test]
+    fn a_cached_error_body_names_its_code() {
+        for kind in crate::error::ErrorKind::ALL {
+            let body = Error::new(kind, "m").to_json();
+            assert_eq!(error_code(body.as_bytes()), Some(kind.code()));
+        }
+        assert_eq!(error_code(br#"{"error":"made_up"}"#), None);
+        assert_eq!(error_code(b"\x89PNG"), None);
+    }
 
     #[test]
     fn server_timing_lists_build_stages_only_when_built() {

@@ -120,6 +120,10 @@ impl FsStore {
     /// Read sidecar and body under the shared lock; `with_body` false reads only what
     /// `head` needs (and hashes the body only when there is no valid sidecar).
     fn read(&self, key: &str, with_body: bool) -> Result<Option<Object>, StoreError> {
+        if is_reserved(key) {
+            // A valid S3 key; this store just never holds an object there.
+            return Ok(None);
+        }
         check_key(key)?;
         let _lock = self.lock(key, false)?;
         let path = self.object_path(key);
@@ -350,13 +354,19 @@ fn check_key(key: &str) -> Result<(), StoreError> {
         match segment {
             "" => return bad("empty path segment"),
             "." | ".." => return bad("dot segment"),
-            s if s.starts_with(RESERVED_NAME_PREFIX) => {
-                return bad("names starting with .imgedge- are reserved by the store")
-            }
             _ => {}
         }
     }
+    if is_reserved(key) {
+        return bad("names starting with .imgedge- are reserved by the store");
+    }
     Ok(())
+}
+
+/// A key with a path segment the store keeps its own files under.
+fn is_reserved(key: &str) -> bool {
+    key.split('/')
+        .any(|segment| segment.starts_with(RESERVED_NAME_PREFIX))
 }
 
 fn parent(path: &Path) -> Result<&Path, StoreError> {
@@ -366,7 +376,12 @@ fn parent(path: &Path) -> Result<&Path, StoreError> {
 
 fn is_missing(e: &std::io::Error) -> bool {
     // NotADirectory: a path segment is a file (`a` exists, asking for `a/b`).
-    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
+    // InvalidFilename: a segment longer than the filesystem allows (ENAMETOOLONG; S3 keys
+    // may have 1024-byte segments), which therefore holds no object.
+    matches!(
+        e.kind(),
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::InvalidFilename
+    )
 }
 
 fn io_err(what: &str, e: std::io::Error) -> StoreError {
@@ -471,15 +486,26 @@ mod fs_tests {
             "a/./b.png",
             "",
             "a/",
-            ".imgedge-meta/locks/00",
-            ".imgedge-meta/objects/x.png",
-            "dir/.imgedge-tmp-abc",
         ] {
             let invalid = |r: Result<_, StoreError>| matches!(r, Err(StoreError::InvalidKey(_)));
             assert!(invalid(store.get(key).await.map(|_| ())), "get {key:?}");
             assert!(invalid(store.head(key).await.map(|_| ())), "head {key:?}");
             let put = store.put(key, Bytes::from_static(b"x"), PutOptions::default());
             assert!(invalid(put.await.map(|_| ())), "put {key:?}");
+        }
+        // Valid S3 keys that name the store's own files: no object there, never writable.
+        for key in [
+            ".imgedge-meta/locks/00",
+            ".imgedge-meta/objects/x.png",
+            "dir/.imgedge-tmp-abc",
+        ] {
+            assert!(store.get(key).await.unwrap().is_none(), "get {key:?}");
+            assert!(store.head(key).await.unwrap().is_none(), "head {key:?}");
+            let put = store.put(key, Bytes::from_static(b"x"), PutOptions::default());
+            assert!(
+                matches!(put.await, Err(StoreError::InvalidKey(_))),
+                "put {key:?}"
+            );
         }
         assert!(matches!(
             store.list("../").await,
@@ -494,6 +520,15 @@ mod fs_tests {
             b"outside"
         );
         assert_eq!(store.list("").await.unwrap(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_segment_longer_than_the_filesystem_allows_holds_no_object() {
+        let (_dir, store) = temp_store();
+        let key = format!("outputs/{}.png", "a".repeat(300));
+        assert!(store.get(&key).await.unwrap().is_none());
+        assert!(store.head(&key).await.unwrap().is_none());
+        assert!(store.list(&format!("{key}/")).await.unwrap().is_empty());
     }
 
     #[tokio::test]
