@@ -217,12 +217,22 @@ pub async fn ensure_variant_within(
     if let Some(found) = requested.take_if(|v| is_fresh(&v.head, &master_head.etag)) {
         return Ok(Ensured::reused(variant_key, found));
     }
-    // The byte limit is checked from the object's size, before downloading it.
+    // The byte limit is checked from the object's size, before downloading it. What is
+    // not an image at all is a 415 first (DESIGN.md §1's order): its first bytes tell.
     if master_head.size > limits.max_bytes {
-        return Err(Error::image_too_large(format!(
-            "the image is {} bytes; the limit is {} bytes",
-            master_head.size, limits.max_bytes
-        )));
+        let first = store
+            .get_first_bytes(master.as_str(), SNIFF_BYTES)
+            .await?
+            .ok_or_else(|| not_found(master))?;
+        let e = match transform::sniff(&first) {
+            Err(unsupported) => unsupported,
+            Ok(_) => Error::image_too_large(format!(
+                "the image is {} bytes; the limit is {} bytes",
+                master_head.size, limits.max_bytes
+            )),
+        };
+        FailureMarker::remember(store, &marker_key, &e, &master_head.etag, limits).await;
+        return Err(e);
     }
 
     let started = Instant::now();
@@ -316,6 +326,9 @@ pub async fn ensure_variant_within(
         }),
     })
 }
+
+/// Bytes read of a master over the byte limit to tell its format (magic numbers need 12).
+const SNIFF_BYTES: u64 = 64;
 
 /// Made from the master's current bytes.
 fn is_fresh(variant: &ObjectHead, master_etag: &str) -> bool {
@@ -728,7 +741,8 @@ mod tests {
             [master.failure_marker_key()]
         );
 
-        // Over the byte limit → 422 before reading the body.
+        // Over the byte limit → 422 without reading the body (its first bytes only),
+        // remembered so the next request needs no read at all.
         let store = store_with_master(png(64, 48, 10)).await;
         let limits = Limits {
             max_bytes: 10,
@@ -738,7 +752,11 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::ImageTooLarge);
-        assert!(store.list(VARIANTS).await.unwrap().is_empty());
+        assert_eq!(
+            store.list(VARIANTS).await.unwrap(),
+            [master.failure_marker_key()]
+        );
+        store.delete_prefix(VARIANTS).await.unwrap();
 
         // Over the pixel limit → 422 from the header.
         let limits = Limits {
@@ -800,6 +818,19 @@ mod tests {
         }
         async fn head(&self, key: &str) -> Result<Option<ObjectHead>, crate::store::StoreError> {
             self.inner.head(key).await
+        }
+        async fn get_first_bytes(
+            &self,
+            key: &str,
+            n: u64,
+        ) -> Result<Option<Bytes>, crate::store::StoreError> {
+            use std::sync::atomic::Ordering::Relaxed;
+            let got = self.inner.get_first_bytes(key, n).await?;
+            self.gets.fetch_add(1, Relaxed);
+            if let Some(b) = &got {
+                self.bytes_read.fetch_add(b.len() as u64, Relaxed);
+            }
+            Ok(got)
         }
         async fn put(
             &self,
@@ -937,6 +968,43 @@ mod tests {
             .await
             .unwrap();
         assert!(ok.built.is_some());
+    }
+
+    #[tokio::test]
+    async fn over_the_byte_limit_what_is_no_image_is_415_and_an_image_422() {
+        // DESIGN.md §1's order (readable before limits), from the first bytes alone.
+        use std::sync::atomic::Ordering::Relaxed;
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let (master, spec) = request("w=10&fmt=webp");
+        let mut text = b"%PDF-1.7 not an image ".to_vec();
+        text.resize(4 << 20, b'x');
+        let mut big_png = png(20, 10, 1).to_vec();
+        big_png.resize(4 << 20, 0); // trailing bytes after IEND: a PNG over the limit
+        for (body, kind) in [
+            (text, ErrorKind::UnsupportedImage),
+            (big_png, ErrorKind::ImageTooLarge),
+        ] {
+            let store = Counting::default();
+            put_master(&store, Bytes::from(body), None).await;
+            for _ in 0..3 {
+                let e = ensure_variant(&store, &master, &spec, &limits)
+                    .await
+                    .unwrap_err();
+                assert_eq!(e.kind, kind);
+            }
+            let read = store.bytes_read.load(Relaxed);
+            assert!(
+                read < 4096,
+                "{kind:?}: {read} bytes read, the first bytes once, then the marker"
+            );
+            assert_eq!(
+                store.list(VARIANTS).await.unwrap(),
+                [master.failure_marker_key()]
+            );
+        }
     }
 
     #[tokio::test]

@@ -203,6 +203,9 @@ fn limits_are_configuration() {
         .unwrap()
         .len();
     let limit = (size - 1).to_string();
+    // Not an image and over the byte limit too: readable comes first (415), told from its
+    // first bytes.
+    put(dir.path(), "notes.png", &vec![b'x'; size as usize]);
     let edge = EdgeServer::start_with(dir.path(), &[], &[("IMGEDGE_MAX_BYTES", limit)], false);
     assert_error(
         &edge.get("/landscape.png?w=11"),
@@ -210,12 +213,23 @@ fn limits_are_configuration() {
         "image_too_large",
         "bytes",
     );
+    assert_error(
+        &edge.get("/notes.png?w=11"),
+        415,
+        "unsupported_image",
+        "recognisable",
+    );
     assert_eq!(edge.get("/small.png?w=11").status, 200);
     let variants = edge.variant_objects();
     assert_eq!(variants.len(), 2, "{variants:?}");
     assert!(variants
         .iter()
         .all(|v| v.starts_with(dir.path().join("_variants/v2/small.png"))));
+    assert_eq!(
+        edge.failure_markers().len(),
+        2,
+        "landscape.png's and notes.png's"
+    );
 }
 
 #[test]

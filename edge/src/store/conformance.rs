@@ -25,6 +25,37 @@ pub async fn run(store: &dyn Store) {
     empty_body(store).await;
     many_keys(store).await;
     get_small(store).await;
+    get_first_bytes(store).await;
+}
+
+/// `get_first_bytes`: exactly the first `n` bytes, all of a shorter object, `None` when
+/// missing, and an empty object works.
+async fn get_first_bytes(store: &dyn Store) {
+    let ns = fresh_namespace(store, "get-first-bytes").await;
+    let key = format!("{ns}m.png");
+    let body: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 253) as u8).collect();
+    put(store, &key, &body, meta("image/png", None, &[])).await;
+    for n in [1u64, 16, 999, 1000, 4096] {
+        let got = store
+            .get_first_bytes(&key, n)
+            .await
+            .unwrap()
+            .expect("present");
+        assert_eq!(&got[..], &body[..(n as usize).min(1000)], "n {n}");
+    }
+    assert!(store
+        .get_first_bytes(&format!("{ns}missing.png"), 16)
+        .await
+        .unwrap()
+        .is_none());
+    let empty = format!("{ns}empty.png");
+    put(store, &empty, b"", meta("image/png", None, &[])).await;
+    let got = store
+        .get_first_bytes(&empty, 16)
+        .await
+        .unwrap()
+        .expect("present");
+    assert!(got.is_empty());
 }
 
 /// `get_small`: the body exactly when it fits (limit equal to the size included), the

@@ -171,6 +171,32 @@ impl FsStore {
         Ok(Some(Object { head, body }))
     }
 
+    /// Up to `n` bytes from the start of the object, under the shared lock.
+    fn read_first_bytes(&self, key: &str, n: u64) -> Result<Option<Bytes>, StoreError> {
+        if is_reserved(key) {
+            return Ok(None);
+        }
+        check_key(key)?;
+        let _lock = self.lock(key, false)?;
+        let file = match File::open(self.object_path(key)) {
+            Ok(f) => f,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(io_err("opening object", e)),
+        };
+        if !file
+            .metadata()
+            .map_err(|e| io_err("stat of object", e))?
+            .is_file()
+        {
+            return Ok(None);
+        }
+        let mut buf = Vec::new();
+        file.take(n)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err("reading object", e))?;
+        Ok(Some(Bytes::from(buf)))
+    }
+
     fn read_sidecar(&self, key: &str) -> Result<Option<Sidecar>, StoreError> {
         match fs::read(self.sidecar_path(key)) {
             // An unreadable sidecar (e.g. truncated by hand) is treated as absent.
@@ -411,6 +437,10 @@ impl Store for FsStore {
         let key = key.to_string();
         self.blocking(move |s| Ok(s.read(&key, false)?.map(|o| o.head)))
             .await
+    }
+    async fn get_first_bytes(&self, key: &str, n: u64) -> Result<Option<Bytes>, StoreError> {
+        let key = key.to_string();
+        self.blocking(move |s| s.read_first_bytes(&key, n)).await
     }
     async fn put(
         &self,

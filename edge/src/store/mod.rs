@@ -110,6 +110,14 @@ pub trait Store: Send + Sync + 'static {
             head: o.head,
         }))
     }
+    /// The object's first `n` bytes (all of it when shorter), or `None` if it does not
+    /// exist: enough to tell an image's format without downloading it (a ranged GET on S3).
+    async fn get_first_bytes(&self, key: &str, n: u64) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.get(key).await?.map(|o| {
+            let end = o.body.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            o.body.slice(..end)
+        }))
+    }
     /// Keys under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Delete every object under `prefix`; returns how many were deleted.

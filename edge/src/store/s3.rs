@@ -278,6 +278,26 @@ impl Store for S3Store {
         }))
     }
 
+    async fn get_first_bytes(&self, key: &str, n: u64) -> Result<Option<Bytes>, StoreError> {
+        let full = self.full_key(key)?;
+        let range = format!("bytes=0-{}", n.saturating_sub(1));
+        match self.send_get(&full, Some(range)).await {
+            Ok(out) => {
+                let mut body = read_answer(&full, out).await?.body;
+                body.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+                Ok(Some(body))
+            }
+            Err(e) => match failure(&e) {
+                Failure::Missing => Ok(None),
+                // An empty object has no byte 0 (416).
+                _ if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                    Ok(Some(Bytes::new()))
+                }
+                f => Err(store_error("GetObject", &full, &e, f)),
+            },
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
         let full = self.full_key(key)?;
         match self

@@ -120,6 +120,17 @@ impl Store for TracedStore {
         got
     }
 
+    async fn get_first_bytes(&self, key: &str, n: u64) -> Result<Option<Bytes>, StoreError> {
+        let started = self.start();
+        let got = self.inner.get_first_bytes(key, n).await;
+        let bytes = match &got {
+            Ok(Some(b)) => b.len() as u64,
+            _ => 0,
+        };
+        self.finish("get", key, started, bytes);
+        got
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
         let started = self.start();
         let head = self.inner.head(key).await;

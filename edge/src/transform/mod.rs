@@ -90,6 +90,12 @@ pub struct Rendered {
     pub timings: Timings,
 }
 
+/// Whether the first bytes of a master are a supported format (PNG, JPEG, WebP) by their
+/// magic numbers; otherwise the 415 the render would give.
+pub fn sniff(first_bytes: &[u8]) -> Result<()> {
+    decode::sniff(first_bytes).map(|_| ())
+}
+
 /// The master's displayed (oriented) size from its header alone, no pixels decoded; `None`
 /// when the header cannot be read (the render then reports why).
 pub fn master_size(master: &[u8]) -> Option<(u32, u32)> {
