@@ -80,8 +80,9 @@ describe("origin-request with a policy", () => {
     }
     assert.deepEqual(await moto.keys(BUCKET, `_variants/v2/${BROKEN}/`), [`_variants/v2/${BROKEN}/error.json`]);
     const marker = JSON.parse((await moto.get(BUCKET, `_variants/v2/${BROKEN}/error.json`)).body.toString());
+    assert.equal(marker.status, 415);
     assert.equal(marker.error, "unsupported_image");
-    assert.equal(marker.source_etag, (await moto.head(BUCKET, BROKEN)).headers.get("etag"));
+    assert.equal(marker["source-etag"], (await moto.head(BUCKET, BROKEN)).headers.get("etag"));
 
     // A replaced master is tried again.
     await moto.put(BUCKET, BROKEN, gradientPng(320, 240), "image/png");
