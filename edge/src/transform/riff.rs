@@ -36,7 +36,10 @@ fn body(webp: &[u8]) -> Option<&[u8]> {
 
 /// The first chunk (at the top level or inside an `ANMF` frame) whose stated length runs
 /// past the end of the RIFF data, and that length. A decoder may allocate what a chunk
-/// states before reading it (image-webp does for `EXIF`).
+/// states before reading it (image-webp does for `EXIF` and `ICCP`). image-webp also reads
+/// chunk headers past the RIFF size (it stops `riff_size - 12` bytes after the `VP8X`
+/// chunk, not at the RIFF end): bytes after the RIFF data are walked on to the file's end
+/// too (fuzzing: an `ICCP` header there stating 2.7 GB in a 464-byte file).
 pub fn overlong_chunk(webp: &[u8]) -> Option<([u8; 4], u32)> {
     fn scan(mut data: &[u8]) -> Option<([u8; 4], u32)> {
         while data.len() >= 8 {
@@ -56,7 +59,7 @@ pub fn overlong_chunk(webp: &[u8]) -> Option<([u8; 4], u32)> {
         }
         None
     }
-    scan(body(webp)?)
+    scan(body(webp)?).or_else(|| scan(&webp[12..]))
 }
 
 /// One image bitstream of a WebP file: the size its own header declares, and the size its
@@ -182,5 +185,16 @@ mod tests {
         let at = inner.len() - 10; // the VP8L chunk's length, inside the ANMF frame
         inner[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
         assert_eq!(overlong_chunk(&inner), Some((*b"VP8L", 1000)));
+
+        // Trailing bytes after the RIFF data: harmless zeros, or a chunk header that image-webp
+        // would read and allocate for.
+        let mut zeros = file.clone();
+        zeros.extend_from_slice(&[0; 12]);
+        assert_eq!(overlong_chunk(&zeros), None);
+        let mut trailing = file.clone();
+        trailing.extend_from_slice(b"ICCP");
+        trailing.extend_from_slice(&0xa276_a54cu32.to_le_bytes());
+        trailing.extend_from_slice(&[0; 16]);
+        assert_eq!(overlong_chunk(&trailing), Some((*b"ICCP", 0xa276_a54c)));
     }
 }

@@ -961,6 +961,26 @@ fn webp_bomb_is_refused_from_the_header() {
 /// (1.5 bytes a pixel, before it notices the mismatch), so the frame's size is checked
 /// against the limits too, from its header.
 #[test]
+fn webp_chunk_header_after_the_riff_data_stating_gigabytes_is_refused() {
+    // Found by `fuzz/run --seconds 600 decode` (after its 3 bytes of spec): a 40×28 lossy
+    // WebP whose RIFF size ends at its VP8 chunk, followed by bytes image-webp still reads as
+    // chunks: an ICCP header stating 2,725,684,556 bytes, allocated before reading it.
+    use base64::Engine as _;
+    let found = base64::engine::general_purpose::STANDARD
+        .decode("UklGRlgBAABXRUJQVlA4WAoAAAAAAAAAJwAAGwAAVlA4IDoBAABwCQCdASooABwAPrVOoEunJCMhpW5g4BaJbACdMoR3p7H5glS/tesIlBhgYW30Zm+AdJ5JQ0NQTKV2ogIC90oJwZxoZxBI189WLNh7SjlXR48d7AAA/v6oDjBmAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABjeDUzY1HReHhumdmFv2bV3Q5HJwj4ZpZ0/v8421uESorGy7J7oMM0o3Yn6dOMB1iwm39WRsWdyndVK8cykGWRZZ0BKigAHAA+tU6gS6ckIyGlbmDgFolsAJ0yhHensfmCVL+16wiUGGBhbfRmb4B0nklDQ1BMpXaiAgL3SkDdt5FQxxr+J2Jxvom8prPr4/JanC6/TseKPpwdOz4byARKcd5UKhqpvhdIGwsIlXpXxUI5blMHaNYBLxsqHnYKRxf5MFj7ZY70P2px/0FOG4v5Fhetg8n1Yc3Fe3AtnBkAAAA=")
+        .unwrap();
+    assert_eq!(found.len(), 464);
+    assert_eq!(master_size(&found), None);
+    let e = render_err(&found, &w(16, Format::Png), &Limits::default());
+    assert_eq!(e.kind, ErrorKind::UnsupportedImage, "{e}");
+    assert!(
+        e.message.contains("ICCP chunk states 2725684556 bytes"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
 fn webp_frame_larger_than_its_canvas_is_refused_from_the_header() {
     let simple = render_ok(
         &png_of(&DynamicImage::ImageRgb8(photo(16, 16))),
